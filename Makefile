@@ -1,0 +1,35 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first: the pinned CPU wheel here; override on a GPU box (e.g. TORCH_SPEC=torch) or a Jetson (JetPack wheel)
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo demo-model test test-fast lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m agent.demo
+
+demo-model: $(STAMP)
+	$(BIN)/edge-inspect model demo --out models/demo
+
+test: $(STAMP)
+	$(BIN)/ruff check agent finetune calibration tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not faults"
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,211 @@
+"""The one value type for detections that flows between every stage (detector, decide, publish, queue, training).
+
+Boxes are `xyxy` in pixels of the frame they belong to. Florence-2 speaks in `<loc_N>` tokens: each coordinate is
+quantised to one of `LOC_BINS` bins across the image (bin = floor(x / size * 1000)) and read back at the bin's
+centre ((bin + 0.5) * size / 1000), the convention of Florence-2's own post-processor. A round trip therefore moves
+a coordinate by at most one bin width.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+LOC_BINS = 1000
+_LOC_GROUP = re.compile(r"([^<>]+?)\s*<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
+
+
+class DetectionsError(ValueError):
+    """Raised for boxes or text that cannot describe detections (names the bad value)."""
+
+
+def quantize(coords: npt.ArrayLike, size: float) -> npt.NDArray[np.int64]:
+    """Pixel coordinates along an axis of `size` pixels -> integer bins 0..LOC_BINS-1."""
+    bins = np.floor(np.asarray(coords, dtype=np.float64) / size * LOC_BINS)
+    return np.clip(bins, 0, LOC_BINS - 1).astype(np.int64)
+
+
+def dequantize(bins: npt.ArrayLike, size: float) -> npt.NDArray[np.float32]:
+    """Integer bins -> pixel coordinates at the centre of each bin."""
+    return ((np.asarray(bins, dtype=np.float64) + 0.5) * size / LOC_BINS).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Box:
+    """One detection, as handed to JSON payloads and annotators."""
+
+    label: str
+    class_id: int
+    score: float
+    xyxy: tuple[float, float, float, float]
+
+
+@dataclass
+class Detections:
+    """N detections on one frame of `image_size` = (width, height) pixels.
+
+    `class_names` is the model's class list; `class_id` indexes into it. Scores are per-box confidences in [0, 1]
+    (see `agent.detector.scoring` for how they are computed from token probabilities).
+    """
+
+    xyxy: npt.NDArray[np.float32]
+    class_id: npt.NDArray[np.int64]
+    score: npt.NDArray[np.float32]
+    class_names: tuple[str, ...]
+    image_size: tuple[int, int]
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        self.class_id = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
+        self.score = np.asarray(self.score, dtype=np.float32).reshape(-1)
+        self.class_names = tuple(self.class_names)
+        n = len(self.xyxy)
+        if len(self.class_id) != n or len(self.score) != n:
+            raise DetectionsError(
+                f"xyxy has {n} rows but class_id has {len(self.class_id)} and score {len(self.score)}"
+            )
+        bad = (self.class_id < 0) | (self.class_id >= len(self.class_names))
+        if bad.any():
+            raise DetectionsError(f"class_id {int(self.class_id[bad][0])} outside 0..{len(self.class_names) - 1}")
+
+    # ----- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def empty(cls, class_names: Sequence[str], image_size: tuple[int, int]) -> Detections:
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), tuple(class_names), image_size)
+
+    @classmethod
+    def from_labels(
+        cls,
+        labels: Sequence[str],
+        xyxy: npt.ArrayLike,
+        class_names: Sequence[str],
+        image_size: tuple[int, int],
+        score: npt.ArrayLike | None = None,
+    ) -> Detections:
+        """Build from label strings; an unknown label raises `DetectionsError` naming it."""
+        index = {name: i for i, name in enumerate(class_names)}
+        unknown = [label for label in labels if label not in index]
+        if unknown:
+            raise DetectionsError(f"unknown class {unknown[0]!r}; known classes: {list(class_names)}")
+        scores = np.ones(len(labels)) if score is None else score
+        return cls(np.asarray(xyxy), [index[label] for label in labels], scores, tuple(class_names), image_size)
+
+    @classmethod
+    def from_loc_text(
+        cls, text: str, class_names: Sequence[str], image_size: tuple[int, int], strict: bool = True
+    ) -> Detections:
+        """Parse Florence `label<loc_x1><loc_y1><loc_x2><loc_y2>...` text.
+
+        With `strict`, a group whose label is not a known class raises; otherwise it is dropped.
+        """
+        text = text.replace("<s>", "").replace("</s>", "").replace("<pad>", "")
+        labels: list[str] = []
+        bins: list[list[int]] = []
+        for match in _LOC_GROUP.finditer(text):
+            label = match.group(1).strip()
+            if label not in class_names:
+                if strict:
+                    raise DetectionsError(f"unknown class {label!r} in {text[:80]!r}; known: {list(class_names)}")
+                continue
+            labels.append(label)
+            bins.append([int(g) for g in match.groups()[1:]])
+        xyxy = bins_to_xyxy(np.asarray(bins).reshape(-1, 4), image_size)
+        return cls.from_labels(labels, xyxy, class_names, image_size)
+
+    # ----- views ----------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __iter__(self) -> Iterator[Box]:
+        for i in range(len(self)):
+            x1, y1, x2, y2 = (float(v) for v in self.xyxy[i])
+            cid = int(self.class_id[i])
+            yield Box(self.class_names[cid], cid, float(self.score[i]), (x1, y1, x2, y2))
+
+    def __getitem__(self, index: npt.ArrayLike | slice) -> Detections:
+        """Select rows by boolean mask, index array or slice (like supervision's Detections)."""
+        idx = index if isinstance(index, slice) else np.asarray(index)
+        return Detections(
+            self.xyxy[idx], self.class_id[idx], self.score[idx], self.class_names, self.image_size, dict(self.data)
+        )
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.class_names[i] for i in self.class_id]
+
+    def normalized(self) -> npt.NDArray[np.float32]:
+        """Boxes as fractions 0..1 of the frame's width/height."""
+        w, h = self.image_size
+        return (self.xyxy / np.array([w, h, w, h], dtype=np.float32)).astype(np.float32)
+
+    def to_bins(self) -> npt.NDArray[np.int64]:
+        """Boxes as `<loc_N>` bin numbers (N x 4)."""
+        w, h = self.image_size
+        return np.stack(
+            [quantize(self.xyxy[:, 0], w), quantize(self.xyxy[:, 1], h),
+             quantize(self.xyxy[:, 2], w), quantize(self.xyxy[:, 3], h)],
+            axis=1,
+        ).reshape(-1, 4)
+
+    def to_loc_text(self) -> str:
+        """Florence target text: `label<loc_x1><loc_y1><loc_x2><loc_y2>` per box, in the stored order."""
+        parts = []
+        for label, row in zip(self.labels, self.to_bins()):
+            parts.append(label + "".join(f"<loc_{int(b)}>" for b in row))
+        return "".join(parts)
+
+    def sorted_raster(self) -> Detections:
+        """Boxes in reading order (top-to-bottom, then left-to-right): the order training targets use."""
+        order = np.lexsort((self.xyxy[:, 0], self.xyxy[:, 1])) if len(self) else np.zeros(0, dtype=np.int64)
+        return self[order]
+
+    def to_json(self, decimals: int = 1) -> list[dict[str, Any]]:
+        """List of `{"label", "score", "box", "box_norm"}` dicts, the shape of MQTT payloads and CLI output."""
+        norm = self.normalized()
+        return [
+            {
+                "label": box.label,
+                "score": round(box.score, 4),
+                "box": [round(v, decimals) for v in box.xyxy],
+                "box_norm": [round(float(v), 4) for v in norm[i]],
+            }
+            for i, box in enumerate(self)
+        ]
+
+    def to_supervision(self) -> Any:
+        """A `supervision.Detections` for its annotators and metrics."""
+        import supervision as sv
+
+        return sv.Detections(
+            xyxy=self.xyxy.astype(np.float32),
+            confidence=self.score.astype(np.float32),
+            class_id=self.class_id.astype(int),
+            data={"class_name": np.array(self.labels, dtype=object)},
+        )
+
+
+def bins_to_xyxy(bins: npt.ArrayLike, image_size: tuple[int, int]) -> npt.NDArray[np.float32]:
+    """N x 4 `<loc>` bins -> N x 4 pixel boxes for a frame of (width, height)."""
+    b = np.asarray(bins).reshape(-1, 4)
+    w, h = image_size
+    out = np.stack([dequantize(b[:, 0], w), dequantize(b[:, 1], h), dequantize(b[:, 2], w), dequantize(b[:, 3], h)], 1)
+    return out.reshape(-1, 4).astype(np.float32)
+
+
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Pairwise IoU of N x 4 and M x 4 xyxy boxes -> N x M."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
