@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,6 @@ class Box:
     xyxy: tuple[float, float, float, float]
 
 
-@dataclass
 class Detections:
     """N detections on one frame of `image_size` = (width, height) pixels.
 
@@ -56,15 +55,22 @@ class Detections:
     xyxy: npt.NDArray[np.float32]
     class_id: npt.NDArray[np.int64]
     score: npt.NDArray[np.float32]
-    class_names: tuple[str, ...]
-    image_size: tuple[int, int]
-    data: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
-        self.class_id = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
-        self.score = np.asarray(self.score, dtype=np.float32).reshape(-1)
-        self.class_names = tuple(self.class_names)
+    def __init__(
+        self,
+        xyxy: npt.ArrayLike,
+        class_id: npt.ArrayLike,
+        score: npt.ArrayLike,
+        class_names: Sequence[str],
+        image_size: tuple[int, int],
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+        self.class_id = np.asarray(class_id, dtype=np.int64).reshape(-1)
+        self.score = np.asarray(score, dtype=np.float32).reshape(-1)
+        self.class_names = tuple(class_names)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.data = dict(data or {})
         n = len(self.xyxy)
         if len(self.class_id) != n or len(self.score) != n:
             raise DetectionsError(
@@ -73,6 +79,9 @@ class Detections:
         bad = (self.class_id < 0) | (self.class_id >= len(self.class_names))
         if bad.any():
             raise DetectionsError(f"class_id {int(self.class_id[bad][0])} outside 0..{len(self.class_names) - 1}")
+
+    def __repr__(self) -> str:
+        return f"Detections(n={len(self)}, labels={self.labels}, image_size={self.image_size})"
 
     # ----- construction -------------------------------------------------------------------------------------------
     @classmethod

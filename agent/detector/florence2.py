@@ -1,0 +1,219 @@
+"""`torch-eager` backend: native transformers Florence-2 with HF `generate`, the correctness reference.
+
+Loads `Florence2ForConditionalGeneration` + `Florence2Processor` from a hub id or a local `save_pretrained`
+directory, optionally merges a PEFT LoRA adapter, and turns BGR frames into `Detections` with per-box scores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from agent.detections import Detections, bins_to_xyxy
+from agent.detector.base import DetectorError, check_frame
+from agent.detector.constraints import OdGrammar, OdLogitsProcessor
+from agent.detector.scoring import DEFAULT_LOC_WINDOW, constrained_log_probs, score_sequence
+
+TASK = "<OD>"
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    device: str = "auto"  # auto | cpu | cuda
+    max_new_tokens: int = 64
+    constrained: bool = True
+    loc_window: int = DEFAULT_LOC_WINDOW
+    min_boxes: int = 0  # > 0 forces that many boxes (benchmarks use it to fix the decode length)
+    max_boxes: int | None = None
+
+
+def resolve_model_source(model: str | Path) -> str:
+    """A local directory (must exist and hold config.json) or a hub id like `org/name`; else a clear error."""
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise DetectorError(f"model directory {path} has no config.json: not a save_pretrained checkpoint")
+        return str(path)
+    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not path.suffix
+    if path.exists() or not looks_like_hub_id:
+        raise DetectorError(f"model directory {path} does not exist (or is not a directory)")
+    return text
+
+
+def check_florence_config(source: str) -> None:
+    """Refuse non-Florence checkpoints before transformers builds the wrong model."""
+    cfg_path = Path(source) / "config.json"
+    if not cfg_path.is_file():
+        return  # a hub id: transformers checks it when loading
+    try:
+        model_type = json.loads(cfg_path.read_text()).get("model_type")
+    except json.JSONDecodeError as exc:
+        raise DetectorError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    if model_type != "florence2":
+        raise DetectorError(f"{source} is a {model_type!r} checkpoint, not Florence-2 (model_type 'florence2')")
+
+
+def read_class_names(source: str, class_names: Sequence[str] | None) -> tuple[str, ...]:
+    if class_names:
+        return tuple(class_names)
+    classes_file = Path(source) / "classes.txt"
+    if classes_file.is_file():
+        return tuple(line.strip() for line in classes_file.read_text().splitlines() if line.strip())
+    raise DetectorError(f"no class names given and {classes_file} does not exist")
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise DetectorError("device 'cuda' requested but torch sees no CUDA device")
+    return torch.device(requested)
+
+
+class Florence2Detector:
+    """Batched Florence-2 `<OD>` detector. `detect(frames)` -> one `Detections` per BGR frame."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        adapter: str | Path | None = None,
+        class_names: Sequence[str] | None = None,
+        options: DetectorOptions | None = None,
+    ) -> None:
+        self.options = options or DetectorOptions()
+        self.source = resolve_model_source(model)
+        check_florence_config(self.source)
+        self.class_names = read_class_names(self.source, class_names)
+        self.device = pick_device(self.options.device)
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.processor, self.model = self._load(self.source)
+        if adapter is not None:
+            self.model = merge_adapter(self.model, Path(adapter), self.source)
+        self._prepare_for_inference()
+        self.grammar = OdGrammar(self.processor.tokenizer, self.class_names)
+        self.version = model_version(self.source, adapter)
+        self._prompt_ids = self._build_prompt_ids()
+        self.last_timing: dict[str, float] = {}
+
+    def _load(self, source: str) -> tuple[Any, Any]:
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+        try:
+            processor = AutoProcessor.from_pretrained(source)
+            model = Florence2ForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
+        except (OSError, ValueError) as exc:
+            raise DetectorError(f"could not load Florence-2 from {source!r}: {exc}") from exc
+        return processor, model
+
+    def _prepare_for_inference(self) -> None:
+        # Inference never needs activation checkpointing; it would only recompute and slow the decode loop.
+        disable = getattr(self.model, "activation_checkpointing_disable", None)
+        (disable or self.model.gradient_checkpointing_disable)()
+        self.model.to(device=self.device, dtype=self.dtype).eval()
+        self.model.requires_grad_(False)
+
+    def _build_prompt_ids(self) -> torch.Tensor:
+        size = self.image_size
+        dummy = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+        inputs = self.processor(text=[TASK], images=[dummy], return_tensors="pt")
+        return inputs["input_ids"].to(self.device)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        size = self.processor.image_processor.size
+        return int(size["width"]), int(size["height"])
+
+    # ----- inference ------------------------------------------------------------------------------------------------
+    def preprocess(self, frames: Sequence[npt.NDArray[np.uint8]]) -> torch.Tensor:
+        """BGR frames -> normalised pixel tensor (resize with bicubic, like the CLIP image processor)."""
+        ip = self.processor.image_processor
+        mean = np.asarray(ip.image_mean, dtype=np.float32)
+        std = np.asarray(ip.image_std, dtype=np.float32)
+        batch = []
+        for i, frame in enumerate(frames):
+            rgb = cv2.cvtColor(check_frame(frame, i), cv2.COLOR_BGR2RGB)
+            resized = cv2.resize(rgb, self.image_size, interpolation=cv2.INTER_CUBIC)
+            batch.append((resized.astype(np.float32) * float(ip.rescale_factor) - mean) / std)
+        pixels = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
+        return pixels.to(self.device, self.dtype)
+
+    def generate(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy constrained generation -> (generated tokens B x T, constrained log-probs T x B x V)."""
+        batch = pixel_values.shape[0]
+        input_ids = self._prompt_ids.expand(batch, -1)
+        processors = []
+        if self.options.constrained:
+            processors.append(OdLogitsProcessor(
+                self.grammar, self.options.max_new_tokens, self.options.min_boxes, self.options.max_boxes))
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pixel_values,
+                logits_processor=processors, max_new_tokens=self.options.max_new_tokens, do_sample=False,
+                num_beams=1, output_scores=True, return_dict_in_generate=True,
+            )
+        log_probs = constrained_log_probs(torch.stack(out.scores))
+        return out.sequences[:, 1:], log_probs  # drop the decoder-start token
+
+    def detect(self, frames: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
+        if not frames:
+            return []
+        t0 = time.perf_counter()
+        pixels = self.preprocess(frames)
+        t1 = time.perf_counter()
+        tokens, log_probs = self.generate(pixels)
+        t2 = time.perf_counter()
+        results = [self._to_detections(tokens[i].tolist(), log_probs[:, i], frames[i]) for i in range(len(frames))]
+        self.last_timing = {"preprocess_ms": (t1 - t0) * 1e3, "generate_ms": (t2 - t1) * 1e3,
+                            "total_ms": (time.perf_counter() - t0) * 1e3}
+        return results
+
+    def _to_detections(self, tokens: list[int], log_probs: torch.Tensor, frame: npt.NDArray[np.uint8]) -> Detections:
+        size = (int(frame.shape[1]), int(frame.shape[0]))
+        if not self.options.constrained:
+            text = self.processor.tokenizer.decode(tokens, skip_special_tokens=False)
+            return Detections.from_loc_text(text, self.class_names, size, strict=False)
+        boxes = score_sequence(tokens, log_probs, self.grammar, self.options.loc_window)
+        return Detections(
+            bins_to_xyxy(np.array([b.bins for b in boxes]).reshape(-1, 4), size),
+            [b.class_id for b in boxes], [b.score for b in boxes], self.class_names, size,
+        )
+
+
+def merge_adapter(model: Any, adapter: Path, base_source: str) -> Any:
+    """Load a PEFT LoRA adapter (safetensors only) and merge it into the base weights for inference."""
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise DetectorError(f"adapter directory {adapter} has no adapter_config.json")
+    if not (adapter / "adapter_model.safetensors").is_file():
+        raise DetectorError(f"adapter {adapter} has no adapter_model.safetensors (only safetensors are loaded)")
+    try:
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DetectorError(f"adapter {adapter} does not fit base model {base_source}: {first_line}") from exc
+    return merged
+
+
+def model_version(source: str, adapter: str | Path | None) -> str:
+    """`base[+adapter]`: the identity results carry (an adapter manifest's version when present)."""
+    base = Path(source).name if Path(source).is_dir() else source
+    if adapter is None:
+        return base
+    manifest = Path(adapter) / "manifest.json"
+    if manifest.is_file():
+        try:
+            return f"{base}+{json.loads(manifest.read_text())['version']}"
+        except (json.JSONDecodeError, KeyError):
+            pass
+    return f"{base}+{Path(adapter).name}"
