@@ -1,0 +1,53 @@
+"""Per-class thresholds -> a verdict for the line: `pass`, `fail` or `uncertain`.
+
+A box counts as a defect when its score reaches its class threshold. A box whose score lies within `band` of the
+threshold (on either side) is one the model is unsure about: the frame is `uncertain` unless a confident defect
+already fails it. The line's PLC decides what `uncertain` means (re-inspect, divert, stop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from agent.detections import Detections
+
+Verdict = Literal["pass", "fail", "uncertain"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Threshold per class name, with a default for classes not listed."""
+
+    per_class: Mapping[str, float]
+    default: float = 0.5
+    band: float = 0.1
+
+    def for_detections(self, dets: Detections) -> np.ndarray:
+        """The threshold that applies to each box of `dets`."""
+        return np.array([self.per_class.get(label, self.default) for label in dets.labels], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    defects: Detections  # boxes at or above their threshold: what the result message reports
+    uncertain: Detections  # boxes within the band of their threshold: what the learning queue wants
+
+
+def decide(dets: Detections, thresholds: Thresholds) -> Decision:
+    """Split boxes into defects and uncertain ones and derive the frame's verdict."""
+    limits = thresholds.for_detections(dets)
+    is_defect = dets.score >= limits
+    near = np.abs(dets.score - limits) < thresholds.band
+    confident_defect = is_defect & ~near
+    if confident_defect.any():
+        verdict: Verdict = "fail"
+    elif near.any():
+        verdict = "uncertain"
+    else:
+        verdict = "pass"
+    return Decision(verdict, dets[is_defect], dets[near])
