@@ -1,0 +1,77 @@
+"""File helpers shared by the format modules: image headers, class-list files, output folders, image copies."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from finetune.data.dataset import Dataset, Progress, no_progress
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def probe_image(path: Path) -> tuple[int, int] | str:
+    """(width, height) from the image header without decoding pixels, or a message saying why it failed."""
+    if not path.is_file():
+        return f"missing image {path}"
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as error:
+        return f"cannot read image {path}: {error}"
+
+
+def image_channels(path: Path) -> int:
+    """Number of colour channels (1 for the binarised DeepPCB frames), for VOC's <depth>."""
+    with Image.open(path) as image:
+        return len(image.getbands())
+
+
+def read_class_file(path: Path) -> tuple[str, ...]:
+    """One class name per line; blank lines are ignored, duplicates are an error naming the line."""
+    names: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in names:
+            raise ValueError(f"{path}:{number}: duplicate class name {name!r}")
+        names.append(name)
+    if not names:
+        raise ValueError(f"{path}: no class names in the file")
+    return tuple(names)
+
+
+def write_class_file(path: Path, class_names: tuple[str, ...]) -> None:
+    path.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
+
+
+def prepare_output_dir(dst: Path, overwrite: bool) -> None:
+    """Create `dst`; refuse a non-empty one unless `overwrite` (files there may then be replaced)."""
+    if dst.exists() and not dst.is_dir():
+        raise FileExistsError(f"output {dst} exists and is not a directory")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise FileExistsError(f"output directory {dst} is not empty (pass overwrite to write into it)")
+    dst.mkdir(parents=True, exist_ok=True)
+
+
+def copy_images(dataset: Dataset, images_dir: Path, progress: Progress = no_progress) -> list[Path]:
+    """Copy every sample's image under `images_dir` at its relative name; return the new paths, in sample order.
+
+    Two samples mapping to the same name would overwrite each other, so that is an error. An image already at its
+    destination (a set written in place, e.g. by `data synth`) is left alone.
+    """
+    targets = [images_dir / dataset.relative_name(sample) for sample in dataset]
+    seen: dict[Path, Path] = {}
+    for sample, target in zip(dataset, targets, strict=True):
+        if target in seen and seen[target] != sample.image:
+            raise ValueError(f"images {seen[target]} and {sample.image} would both be written to {target}")
+        seen[target] = sample.image
+    for sample, target in progress(list(zip(dataset.samples, targets, strict=True)), "copying images"):
+        if target.resolve() == sample.image.resolve():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(sample.image, target)
+    return targets

@@ -1,0 +1,128 @@
+"""Florence JSONL data sets: `annotations.jsonl` + `classes.txt` + `images/` in one folder.
+
+One line per image: `{"image": "images/a.png", "prefix": "<OD>", "suffix": "scratch<loc_1><loc_2><loc_3><loc_4>..."}`
+with image paths relative to the JSONL's folder and coordinates as `<loc_N>` bins 0..999 (see `agent.detections`).
+`classes.txt` keeps the class order; without it the labels are collected in first-seen order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from agent.detections import LOC_BINS
+from finetune.data.dataset import Dataset, Progress, no_progress
+from finetune.data.files import copy_images, prepare_output_dir, read_class_file, write_class_file
+from finetune.data.issues import IssueLog, Location
+from finetune.data.validate import RawBox, RawSample, assemble, first_seen_classes
+
+ANNOTATIONS = "annotations.jsonl"
+CLASS_FILE = "classes.txt"
+PREFIX = "<OD>"
+_GROUP = re.compile(r"\s*([^<>]*?)\s*<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>\s*")
+
+
+def read_jsonl(
+    src: Path,
+    class_names: tuple[str, ...] | None = None,
+    skip_invalid: bool = False,
+    progress: Progress = no_progress,
+) -> Dataset:
+    """Read a folder holding `annotations.jsonl` (or the .jsonl file itself); bad lines raise `AnnotationError`."""
+    path = src / ANNOTATIONS if src.is_dir() else src
+    if not path.is_file():
+        raise FileNotFoundError(f"no Florence JSONL annotations at {path}")
+    class_file = path.parent / CLASS_FILE
+    if class_names is None and class_file.is_file():
+        class_names = read_class_file(class_file)
+    log = IssueLog()
+    raws = _parse_lines(path, log)
+    names = class_names if class_names is not None else first_seen_classes(raws)
+    samples = assemble(raws, names, log, progress)
+    return Dataset(names, samples, skipped=log.finish(skip_invalid))
+
+
+def _parse_lines(path: Path, log: IssueLog) -> list[RawSample]:
+    raws: list[RawSample] = []
+    first_line: dict[Path, int] = {}
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        raw = _parse_line(text, Location(path, number), log)
+        if raw is None:
+            continue
+        if raw.image in first_line:
+            log.add(raw.location, f"duplicate entry for image {raw.image} (first on line {first_line[raw.image]})")
+            continue
+        first_line[raw.image] = number
+        raws.append(raw)
+    return raws
+
+
+def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | None:
+    try:
+        record: Any = json.loads(text)
+    except json.JSONDecodeError as error:
+        log.add(location, f"malformed JSON: {error.msg} at column {error.colno}")
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("image"), str) or not record["image"]:
+        log.add(location, "field 'image' is missing or not a non-empty string")
+        return None
+    raw = RawSample(location.file.parent / record["image"], location)
+    prefix, suffix = record.get("prefix", PREFIX), record.get("suffix")
+    if prefix != PREFIX:
+        raw.problem(location, f"field 'prefix' is {prefix!r}, expected {PREFIX!r} (object detection)")
+    if not isinstance(suffix, str):
+        raw.problem(location, f"field 'suffix' is {suffix!r}, expected a string of label<loc_N>x4 groups")
+    else:
+        raw.boxes, problems = _parse_suffix(suffix, location)
+        for message in problems:
+            raw.problem(location, message)
+    return raw
+
+
+def _parse_suffix(suffix: str, location: Location) -> tuple[list[RawBox], list[str]]:
+    """Boxes as fractions of the image (bin centres, as `agent.detections.dequantize` reads them) + problems."""
+    boxes: list[RawBox] = []
+    problems: list[str] = []
+    position = 0
+    text = suffix.replace("</s>", "").replace("<s>", "")
+    while position < len(text):
+        match = _GROUP.match(text, position)
+        if match is None:
+            problems.append(f"field 'suffix': cannot parse {text[position:position + 40]!r} at character {position}")
+            break
+        label, bins = match.group(1), [int(g) for g in match.groups()[1:]]
+        position = match.end()
+        if not label:
+            problems.append(f"field 'suffix': box {bins} has no label (character {match.start()})")
+        elif max(bins) >= LOC_BINS:
+            problems.append(f"field 'suffix': {label!r} has a <loc_N> above {LOC_BINS - 1}: {bins}")
+        else:
+            fractions = tuple((b + 0.5) / LOC_BINS for b in bins)
+            boxes.append(RawBox(label, (fractions[0], fractions[1], fractions[2], fractions[3]), location, True))
+    return boxes, problems
+
+
+def write_jsonl(dataset: Dataset, dst: Path, overwrite: bool = False, progress: Progress = no_progress) -> Path:
+    """Write `dataset` as a Florence JSONL folder (images copied under `images/`); returns the JSONL path."""
+    check_class_names(dataset.class_names)
+    prepare_output_dir(dst, overwrite)
+    images = copy_images(dataset, dst / "images", progress)
+    lines = []
+    for sample, image in zip(dataset, images, strict=True):
+        suffix = sample.detections.sorted_raster().to_loc_text()
+        lines.append(json.dumps({"image": image.relative_to(dst).as_posix(), "prefix": PREFIX, "suffix": suffix}))
+    path = dst / ANNOTATIONS
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    write_class_file(dst / CLASS_FILE, dataset.class_names)
+    return path
+
+
+def check_class_names(class_names: tuple[str, ...]) -> None:
+    """Names must survive the `label<loc_N>` text: non-empty, no '<' or '>', no surrounding spaces or newlines."""
+    for name in class_names:
+        if not name or name != name.strip() or any(c in name for c in "<>\n\r"):
+            raise ValueError(f"class name {name!r} cannot be written as Florence text (empty, spaces, '<', '>')")

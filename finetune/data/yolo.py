@@ -1,0 +1,112 @@
+"""YOLO detection sets: `images/**`, `labels/**` (same relative path, `.txt`) and `data.yaml` (or `classes.txt`).
+
+Each label line is `class_id cx cy w h` with the centre and size as fractions of the image. An image without a
+label file is a defect-free frame; a label file without an image is reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.detections import Detections
+from finetune.data.dataset import Dataset, Progress, no_progress
+from finetune.data.files import IMAGE_SUFFIXES, copy_images, prepare_output_dir, read_class_file
+from finetune.data.issues import IssueLog, Location
+from finetune.data.validate import RawBox, RawSample, assemble
+
+DATA_YAML = "data.yaml"
+CLASS_FILE = "classes.txt"
+
+
+def read_yolo(src: Path, skip_invalid: bool = False, progress: Progress = no_progress) -> Dataset:
+    """Read a YOLO folder; bad label lines raise `AnnotationError` listing file and line of each."""
+    class_names = read_yolo_names(src)
+    images_dir, labels_dir = src / "images", src / "labels"
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"no YOLO images folder at {images_dir}")
+    log = IssueLog()
+    images = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    raws = [_read_labels(image, labels_dir / image.relative_to(images_dir).with_suffix(".txt"), class_names)
+            for image in images]
+    _report_orphan_labels(labels_dir, images_dir, images, log)
+    samples = assemble(raws, class_names, log, progress)
+    return Dataset(class_names, samples, root=images_dir, skipped=log.finish(skip_invalid))
+
+
+def read_yolo_names(src: Path) -> tuple[str, ...]:
+    """Class names from `data.yaml` (`names:` as a list or an {id: name} map) or else `classes.txt`."""
+    if (src / DATA_YAML).is_file():
+        document: Any = yaml.safe_load((src / DATA_YAML).read_text(encoding="utf-8"))
+        names = document.get("names") if isinstance(document, dict) else None
+        if isinstance(names, dict) and sorted(names) == list(range(len(names))):
+            return tuple(str(names[i]) for i in range(len(names)))
+        if isinstance(names, list) and names:
+            return tuple(str(name) for name in names)
+        raise ValueError(f"{src / DATA_YAML}: 'names' must be a list or a {{0: name, 1: name, ...}} map, got {names!r}")
+    if (src / CLASS_FILE).is_file():
+        return read_class_file(src / CLASS_FILE)
+    raise FileNotFoundError(f"no class list for the YOLO set at {src}: expected {DATA_YAML} or {CLASS_FILE}")
+
+
+def _read_labels(image: Path, label_file: Path, class_names: tuple[str, ...]) -> RawSample:
+    raw = RawSample(image, Location(label_file if label_file.is_file() else image))
+    if not label_file.is_file():
+        return raw
+    for number, text in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if text.strip():
+            _parse_line(text, Location(label_file, number), class_names, raw)
+    return raw
+
+
+def _parse_line(text: str, location: Location, class_names: tuple[str, ...], raw: RawSample) -> None:
+    tokens = text.split()
+    try:
+        class_id, values = int(tokens[0]), [float(v) for v in tokens[1:]]
+    except ValueError:
+        raw.problem(location, f"malformed line {text.strip()!r}: expected 'class_id cx cy w h' numbers")
+        return
+    if len(values) != 4:
+        raw.problem(location, f"malformed line {text.strip()!r}: expected 5 values, got {len(tokens)}")
+        return
+    if not 0 <= class_id < len(class_names):
+        raw.problem(location, f"unknown class id {class_id}; known: 0..{len(class_names) - 1} = {list(class_names)}")
+        return
+    cx, cy, w, h = values
+    raw.boxes.append(RawBox(class_names[class_id], (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), location, True))
+
+
+def _report_orphan_labels(labels_dir: Path, images_dir: Path, images: list[Path], log: IssueLog) -> None:
+    expected = {labels_dir / image.relative_to(images_dir).with_suffix(".txt") for image in images}
+    if not labels_dir.is_dir():
+        return
+    for label_file in sorted(labels_dir.rglob("*.txt")):
+        if label_file not in expected:
+            stem = images_dir / label_file.relative_to(labels_dir).with_suffix("")
+            log.add(Location(label_file), f"missing image: no {stem}.* for this label file")
+
+
+def write_yolo(dataset: Dataset, dst: Path, overwrite: bool = False, progress: Progress = no_progress) -> Path:
+    """Write `images/`, `labels/` (one file per image, empty for defect-free frames) and `data.yaml`."""
+    prepare_output_dir(dst, overwrite)
+    images_dir, labels_dir = dst / "images", dst / "labels"
+    paths = copy_images(dataset, images_dir, progress)
+    for sample, image in zip(dataset, paths, strict=True):
+        label_file = labels_dir / image.relative_to(images_dir).with_suffix(".txt")
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        label_file.write_text("".join(f"{line}\n" for line in _label_lines(sample.detections)), encoding="utf-8")
+    data = {"path": ".", "train": "images", "val": "images", "nc": len(dataset.class_names),
+            "names": list(dataset.class_names)}
+    path = dst / DATA_YAML
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _label_lines(detections: Detections) -> list[str]:
+    lines = []
+    for (x1, y1, x2, y2), class_id in zip(detections.normalized().tolist(), detections.class_id.tolist(), strict=True):
+        cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+        lines.append(f"{class_id} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
+    return lines
