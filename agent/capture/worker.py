@@ -1,0 +1,370 @@
+"""One supervised capture thread per camera: open, read, pace, reconnect, count; never blocks on the consumer.
+
+Frames go into a `FrameQueue` that keeps at most `queue_size` frames per camera and evicts the oldest when full
+(counted as `dropped`), so a slow detector costs frames, never memory, and capture never waits for it.
+
+- `free-run`: every captured frame (at most `fps` per second) is offered to the queue.
+- `trigger`: the worker keeps only the newest frame; `trigger(part_id)` takes the first frame captured at or after
+  the trigger, tags it with the `part_id` and queues it: one inspected frame per trigger.
+
+Supervision: a source that raises `SourceError`, or gives no usable frame for `no_frame_timeout_s`, is closed and
+reopened with exponential backoff between `reconnect_min_s` and `reconnect_max_s`. The camera's status
+(`online`/`offline`/`disabled`) is reported to `on_status` whenever it changes.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import structlog
+
+from agent.capture.sources import (
+    CorruptFrame,
+    FrameSource,
+    Image,
+    SourceError,
+    SourceExhausted,
+    SourceOptions,
+    open_source,
+)
+
+CameraStatus = Literal["online", "offline", "disabled"]
+Expectation = Literal["pass", "fail"]
+_log = structlog.get_logger("agent.capture")
+_POLL_S = 0.02  # how often an idle loop (no frame available) looks again and notices stop()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame. `frame_id` counts up per camera (also across reconnects)."""
+
+    camera: str
+    frame_id: int
+    captured_at: datetime
+    image: Image
+    part_id: str | None = None
+    expect: Expectation | None = None  # what the line says the part is (a trigger's `expect`), if it says
+
+
+@dataclass
+class CaptureCounters:
+    """Totals since the worker started; read by metrics and the camera status message."""
+
+    frames: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    corrupt: int = 0
+    open_failures: int = 0
+    fps: float = 0.0  # measured output rate, smoothed
+
+    def snapshot(self) -> dict[str, float]:
+        return {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class CameraState:
+    """What `on_status` receives: the new status, why, and the counters at that moment."""
+
+    camera: str
+    status: CameraStatus
+    reason: str
+    counters: dict[str, float] = field(default_factory=dict)
+
+
+StatusCallback = Callable[[CameraState], None]
+
+
+class FrameQueue:
+    """Frames from several cameras, at most `maxsize` per camera, oldest evicted first; safe across threads.
+
+    Readers take frames round-robin across cameras, so one fast camera cannot starve the others.
+    """
+
+    def __init__(self) -> None:
+        self._frames: dict[str, deque[Frame]] = {}
+        self._cameras: list[str] = []
+        self._next = 0  # round-robin position in `_cameras`
+        self._cond = threading.Condition()
+
+    def add_camera(self, camera: str, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError(f"queue size {maxsize} for camera {camera!r}: must be at least 1")
+        with self._cond:
+            if camera in self._frames:
+                raise ValueError(f"camera {camera!r} is already attached to this frame queue")
+            self._frames[camera] = deque(maxlen=maxsize)
+            self._cameras.append(camera)
+
+    def put(self, frame: Frame) -> Frame | None:
+        """Queue a frame without ever blocking; returns the frame it evicted, if the camera's slot was full."""
+        with self._cond:
+            slot = self._frames[frame.camera]
+            evicted = slot[0] if len(slot) == slot.maxlen else None
+            slot.append(frame)
+            self._cond.notify()
+            return evicted
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The next waiting frame, or None after `timeout` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(self._has_frames, timeout):
+                return None
+            return self._pop()
+
+    def get_batch(self, max_frames: int, timeout: float | None, window_s: float) -> list[Frame]:
+        """Up to `max_frames`: waits `timeout` for the first, then at most `window_s` more to fill the batch."""
+        first = self.get(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + window_s
+        with self._cond:
+            while len(batch) < max_frames:
+                if not self._cond.wait_for(self._has_frames, max(0.0, deadline - time.monotonic())):
+                    break
+                batch.append(self._pop())
+        return batch
+
+    def depth(self) -> int:
+        with self._cond:
+            return sum(len(slot) for slot in self._frames.values())
+
+    def _has_frames(self) -> bool:
+        return any(self._frames.values())
+
+    def _pop(self) -> Frame:
+        for step in range(len(self._cameras)):
+            index = (self._next + step) % len(self._cameras)
+            slot = self._frames[self._cameras[index]]
+            if slot:
+                self._next = index + 1
+                return slot.popleft()
+        raise LookupError("no frame waiting")  # callers hold the lock and checked _has_frames first
+
+
+class CaptureWorker:
+    """Supervises one camera's source in a daemon thread. Start with `start()`, stop with `stop()`."""
+
+    def __init__(
+        self,
+        camera: Any,
+        frames: FrameQueue | None = None,
+        on_status: StatusCallback | None = None,
+        source: FrameSource | None = None,
+    ) -> None:
+        self.cfg = camera
+        self.name: str = camera.name
+        self.frames = frames if frames is not None else FrameQueue()
+        self.frames.add_camera(self.name, camera.queue_size)
+        self.counters = CaptureCounters()
+        self.status: CameraStatus | None = None
+        self._on_status = on_status
+        self._source = source if source is not None else open_source(camera.source, SourceOptions.from_camera(camera))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_frame_id = 0
+        self._heartbeat = time.monotonic()
+        self._latest: Frame | None = None
+        self._latest_cond = threading.Condition()
+        self._last_emit: float | None = None
+
+    # ----- lifecycle ----------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self.cfg.enabled:
+            self._set_status("disabled", "camera disabled in config")
+            return
+        if self._thread is not None:
+            raise RuntimeError(f"camera {self.name!r}: worker already started")
+        self._thread = threading.Thread(target=self._supervise, name=f"capture-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the thread to finish and wait for it (an OpenCV open in progress may take up to its open timeout)."""
+        self._stop.set()
+        with self._latest_cond:
+            self._latest_cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout if timeout is not None else self.cfg.open_timeout_s + 2.0)
+
+    def loop_alive(self, max_age_s: float) -> bool:
+        """For the watchdog: the thread runs and went round its loop within `max_age_s` (disabled: always true)."""
+        if not self.cfg.enabled or self._stop.is_set():
+            return True
+        alive = self._thread is not None and self._thread.is_alive()
+        return alive and time.monotonic() - self._heartbeat <= max_age_s
+
+    # ----- trigger mode -------------------------------------------------------------------------------------------
+    def trigger(self, part_id: str | None, timeout_s: float | None = None, expect: Expectation | None = None,
+                enqueue: bool = True) -> Frame | None:
+        """The first frame captured at or after this call, tagged with `part_id`; None if none came in time.
+
+        With `enqueue` the frame also goes into the frame queue for inspection. The default wait is two frame
+        periods plus the read timeout, so an online camera always answers and an offline one answers None quickly.
+        """
+        wait = timeout_s if timeout_s is not None else 2.0 / self.cfg.fps + self.cfg.read_timeout_s
+        asked_at = time.monotonic()
+        with self._latest_cond:
+            fresh = self._latest_cond.wait_for(
+                lambda: self._stop.is_set() or (self._last_emit is not None and self._last_emit >= asked_at), wait
+            )
+            latest = self._latest
+        if not fresh or latest is None or self._stop.is_set():
+            return None
+        frame = replace(latest, part_id=part_id, expect=expect)
+        if enqueue:
+            self._enqueue(frame)
+        return frame
+
+    # ----- the supervised loop ------------------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        backoff = self.cfg.reconnect_min_s
+        opened_before = False
+        while not self._stop.is_set():
+            self._beat()
+            try:
+                self._source.open()
+            except SourceError as exc:
+                opened_before = True
+                self.counters.open_failures += 1
+                self._set_status("offline", f"open failed: {exc}")
+                backoff = self._sleep_backoff(backoff)
+                continue
+            if opened_before:
+                self.counters.reconnects += 1
+            opened_before = True
+            frames_before = self.counters.frames
+            try:
+                reason = self._pump()
+            except SourceExhausted as exc:
+                self._finish(str(exc))
+                return
+            except SourceError as exc:
+                reason = f"source error: {exc}"
+            except Exception as exc:  # a bug in a source must not kill the camera for good
+                _log.exception("capture loop crashed", camera=self.name)
+                reason = f"unexpected {type(exc).__name__}: {exc}"
+            self._close_source()
+            if self._stop.is_set():
+                break
+            self._set_status("offline", reason)
+            if self.counters.frames > frames_before:
+                backoff = self.cfg.reconnect_min_s  # it worked for a while: start backing off from scratch
+            backoff = self._sleep_backoff(backoff)
+        self._close_source()
+        self._set_status("offline", "stopped")
+
+    def _pump(self) -> str:
+        """Read frames until the source fails, stays silent too long, or stop(); returns why it ended."""
+        period = 1.0 / self.cfg.fps
+        next_due = time.monotonic()
+        last_good = time.monotonic()
+        while not self._stop.is_set():
+            self._beat()
+            if not self._source.live and self._stop.wait(max(0.0, next_due - time.monotonic())):
+                break
+            got = self._source.grab()
+            now = time.monotonic()
+            if not got:
+                if now - last_good > self.cfg.no_frame_timeout_s:
+                    return f"no frame for {self.cfg.no_frame_timeout_s:g} s"
+                self._stop.wait(min(_POLL_S, period))
+                continue
+            if self._source.live and now < next_due:
+                continue  # a live camera runs faster than fps: drop the undecoded frame, keep the driver drained
+            image = self._retrieve()
+            if image is None:
+                if now - last_good > self.cfg.no_frame_timeout_s:
+                    return f"only corrupt frames for {self.cfg.no_frame_timeout_s:g} s"
+                continue
+            last_good = now
+            next_due = next_due + period if now - next_due < period else now + period  # no catch-up bursts
+            self._emit(image)
+        return "stopped"
+
+    def _retrieve(self) -> Image | None:
+        try:
+            return as_bgr(self._source.retrieve())
+        except CorruptFrame as exc:
+            self.counters.corrupt += 1
+            _log.warning("corrupt frame skipped", camera=self.name, error=str(exc), corrupt=self.counters.corrupt)
+            return None
+
+    def _emit(self, image: Image) -> None:
+        frame = Frame(self.name, self._next_frame_id, datetime.now(timezone.utc), image)
+        self._next_frame_id += 1
+        self.counters.frames += 1
+        self._measure_fps()
+        self._set_status("online", "frames arriving")
+        with self._latest_cond:
+            self._latest = frame
+            self._last_emit = time.monotonic()
+            self._latest_cond.notify_all()
+        if self.cfg.mode == "free-run":
+            self._enqueue(frame)
+
+    def _enqueue(self, frame: Frame) -> None:
+        if self.frames.put(frame) is not None:
+            self.counters.dropped += 1
+
+    def _measure_fps(self) -> None:
+        now = time.monotonic()
+        if self._last_emit is not None and now > self._last_emit:
+            rate = 1.0 / (now - self._last_emit)
+            self.counters.fps = rate if self.counters.fps == 0 else 0.9 * self.counters.fps + 0.1 * rate
+
+    # ----- helpers ------------------------------------------------------------------------------------------------
+    def _sleep_backoff(self, delay: float) -> float:
+        """Wait `delay` (with jitter, interruptible by stop) and return the next, doubled, delay."""
+        self.counters.fps = 0.0
+        self._stop.wait(delay * random.uniform(0.8, 1.0))  # jitter keeps many cameras from reconnecting in step
+        return min(delay * 2.0, self.cfg.reconnect_max_s)
+
+    def _close_source(self) -> None:
+        try:
+            self._source.close()
+        except Exception:
+            _log.exception("closing the source failed", camera=self.name)
+
+    def _finish(self, reason: str) -> None:
+        self._close_source()
+        _log.info("source finished", camera=self.name, reason=reason)
+        self._set_status("offline", reason)
+
+    def _beat(self) -> None:
+        self._heartbeat = time.monotonic()
+
+    def _set_status(self, status: CameraStatus, reason: str) -> None:
+        if status == self.status:
+            return
+        self.status = status
+        _log.info("camera status", camera=self.name, status=status, reason=reason, **self.counters.snapshot())
+        if self._on_status is None:
+            return
+        try:
+            self._on_status(CameraState(self.name, status, reason, self.counters.snapshot()))
+        except Exception:  # the publisher's problem must not stop capture
+            _log.exception("camera status callback failed", camera=self.name)
+
+
+def as_bgr(image: Any) -> Image:
+    """A 3-channel BGR uint8 image from what a source returned; `CorruptFrame` for anything that is not a picture."""
+    if not isinstance(image, np.ndarray) or image.size == 0:
+        raise CorruptFrame(f"empty or missing frame ({type(image).__name__})")
+    if image.dtype != np.uint8:
+        raise CorruptFrame(f"frame has dtype {image.dtype}, expected uint8")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return np.asarray(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), dtype=np.uint8)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise CorruptFrame(f"frame has shape {image.shape}, expected HxW, HxWx3 or HxWx4")
