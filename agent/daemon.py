@@ -1,0 +1,329 @@
+"""The daemon: capture workers -> batcher -> detector -> decide -> outbox/MQTT + learning queue.
+
+The loop is a sequence of named steps (`collect_batch`, `inspect`, `publish_result`, `sample_for_learning`,
+`report_health`) run by one inference thread; capture, MQTT and commands run on their own threads so a slow detector
+never blocks capture (frames are dropped and counted instead) and a dead broker never blocks inference (results
+wait in the SQLite outbox).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.capture.worker import CameraState, CaptureWorker, Frame, FrameQueue
+from agent.config import Settings, load_settings
+from agent.control.commands import (
+    CommandError,
+    CommandRouter,
+    RecalibrateCommand,
+    ReloadCommand,
+    TriggerCommand,
+    authenticator_from_settings,
+)
+from agent.decide import Decision, Thresholds, decide
+from agent.detections import Detections
+from agent.detector.base import Detector, DetectorError, FrameError
+from agent.detector.factory import create_detector
+from agent.health.metrics import Metrics
+from agent.health.notify import Notifier, Watchdog
+from agent.learn.queue import LearningQueue
+from agent.publish.mqtt import MqttPublisher
+from agent.publish.outbox import Outbox, OutboxError, OutboxFull
+from agent.publish.result import build_result
+
+log = structlog.get_logger("agent.daemon")
+
+BATCH_POLL_S = 0.2  # how long the inference loop waits for a first frame before checking for stop/reload
+LOOP_MAX_AGE_S = 30.0  # a loop that has not gone round for this long is reported dead to the watchdog
+RECALIBRATE_REQUEST = "recalibrate.request"  # picked up by edge-inspect-recalibrate.path
+
+DetectorFactory = Callable[[Settings], Detector]
+
+
+def detector_from_settings(settings: Settings) -> Detector:
+    """The configured backend with the configured model, adapter and classes."""
+    m = settings.model
+    return create_detector(m.backend, m.path, m.adapter, m.classes, device=m.device, max_new_tokens=m.max_new_tokens)
+
+
+def thresholds_from_settings(settings: Settings) -> Thresholds:
+    m = settings.model
+    return Thresholds(dict(m.thresholds), m.default_threshold, m.uncertain_band)
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """One frame after the detector and the decision."""
+
+    frame: Frame
+    detections: Detections  # every box the detector returned (the learning queue wants the unsure ones too)
+    decision: Decision
+    latency_ms: float
+
+
+class Daemon:
+    """Owns every long-lived part; `run()` blocks until SIGTERM/SIGINT (or `stop()`), then drains and returns."""
+
+    def __init__(self, settings: Settings, config_path: Path | None = None,
+                 detector_factory: DetectorFactory = detector_from_settings) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.detector_factory = detector_factory
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.metrics = Metrics()
+        self.notifier = Notifier()
+        self.watchdog = Watchdog(self.notifier)
+        self.frames = FrameQueue()
+        self.workers: dict[str, CaptureWorker] = {}
+        self._swap_lock = threading.Lock()
+        self.inference_beat = self.watchdog.register("inference", max_age_s=LOOP_MAX_AGE_S)
+
+    # ----- start-up --------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model and the stores, connect, start cameras; READY=1 only once all of that worked."""
+        state = self.settings.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        self.detector = self.detector_factory(self.settings)
+        self.thresholds = thresholds_from_settings(self.settings)
+        self.outbox = Outbox(state / "outbox.sqlite3", self.settings.outbox.max_bytes,
+                             self.settings.outbox.alarm_fraction)
+        self.queue = LearningQueue(state / "queue", self.settings.queue)
+        self.publisher = MqttPublisher(self.settings, self.outbox, self.detector.version,
+                                       on_command=self._submit_command)
+        self.router = self._build_router()
+        self.publisher.start()
+        self.router.start()
+        self._start_cameras()
+        self._start_health()
+        log.info("daemon ready", model=self.detector.version, cameras=list(self.workers), state_dir=str(state))
+        self.notifier.ready(status=f"inspecting with {self.detector.version}")
+
+    def _build_router(self) -> CommandRouter:
+        c = self.settings.commands
+        key = c.hmac_key.get_secret_value().encode() if c.hmac_key is not None else None
+        router = CommandRouter(self.publisher.reply, self.publisher.topics.default_reply,
+                               authenticator_from_settings(c.require_signature, key, c.max_skew_s))
+        router.register("trigger", self.cmd_trigger)
+        router.register("reload", self.cmd_reload)
+        router.register("status", self.cmd_status)
+        router.register("recalibrate", self.cmd_recalibrate)
+        return router
+
+    def _submit_command(self, message: Any) -> None:
+        self.router.submit_mqtt(message)
+
+    def _start_cameras(self) -> None:
+        for cam in self.settings.cameras:
+            worker = CaptureWorker(cam, self.frames, on_status=self.on_camera_status)
+            self.workers[cam.name] = worker
+            self.metrics.watch_camera(cam.name, self._camera_counters(worker))
+            worker.start()
+
+    @staticmethod
+    def _camera_counters(worker: CaptureWorker) -> Callable[[], dict[str, float]]:
+        return lambda: {**worker.counters.snapshot(), "online": int(worker.status == "online")}
+
+    def _start_health(self) -> None:
+        if self.settings.metrics.enabled:
+            port = self.metrics.serve(self.settings.metrics.host, self.settings.metrics.port)
+            log.info("metrics endpoint up", host=self.settings.metrics.host, port=port)
+        self.watchdog.register_probe("capture", lambda: all(w.loop_alive(LOOP_MAX_AGE_S)
+                                                            for w in self.workers.values()))
+        self.watchdog.register_probe("mqtt", lambda: self.publisher.alive(LOOP_MAX_AGE_S))
+        self.watchdog.start()
+
+    def on_camera_status(self, state: CameraState) -> None:
+        log.info("camera status", camera=state.camera, status=state.status, reason=state.reason)
+        self.publisher.publish_camera_status(state.camera, state.status, reason=state.reason, **state.counters)
+
+    # ----- the loop ---------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        self._install_signal_handlers()
+        self.start()
+        try:
+            while not self.stop_event.is_set():
+                if self.reload_event.is_set():
+                    self.reload_event.clear()
+                    self._reload_quietly()
+                self.step()
+        finally:
+            self.shutdown()
+
+    def step(self) -> int:
+        """One pass of the pipeline: returns how many frames were inspected."""
+        self.inference_beat.beat()
+        batch = self.collect_batch()
+        if not batch:
+            return 0
+        for item in self.inspect(batch):
+            self.publish_result(item)
+            self.sample_for_learning(item)
+        self.report_health()
+        return len(batch)
+
+    def collect_batch(self) -> list[Frame]:
+        b = self.settings.batch
+        return self.frames.get_batch(b.max_frames, timeout=BATCH_POLL_S, window_s=b.max_wait_ms / 1000.0)
+
+    def inspect(self, batch: list[Frame]) -> list[Inspected]:
+        """Detector over the batch; a frame the detector refuses is logged and skipped, the rest go on."""
+        with self._swap_lock:
+            detector, thresholds = self.detector, self.thresholds
+        t0 = time.perf_counter()
+        try:
+            results = detector.detect([f.image for f in batch])
+        except FrameError as exc:  # one bad frame must not cost the whole batch
+            log.warning("frame refused by detector; inspecting the batch one by one", error=str(exc))
+            return [item for f in batch for item in self._inspect_alone(detector, thresholds, f)]
+        seconds = time.perf_counter() - t0
+        self.metrics.observe_batch(seconds, len(batch))
+        latency_ms = seconds * 1e3 / len(batch)
+        return [Inspected(f, d, decide(d, thresholds), latency_ms) for f, d in zip(batch, results, strict=True)]
+
+    def _inspect_alone(self, detector: Detector, thresholds: Thresholds, frame: Frame) -> list[Inspected]:
+        t0 = time.perf_counter()
+        try:
+            (dets,) = detector.detect([frame.image])
+        except FrameError as exc:
+            log.warning("frame skipped", camera=frame.camera, frame_id=frame.frame_id, error=str(exc))
+            self.metrics.pipeline_dropped.labels(camera=frame.camera).inc()
+            return []
+        return [Inspected(frame, dets, decide(dets, thresholds), (time.perf_counter() - t0) * 1e3)]
+
+    def publish_result(self, item: Inspected) -> int | None:
+        """Store the result in the outbox (then MQTT delivers it); returns its seq, None if it could not be stored."""
+        f = item.frame
+        topic = self.publisher.topics.result(f.camera)
+
+        def payload(seq: int, msg_id: str) -> dict[str, Any]:
+            return build_result(
+                seq=seq, msg_id=msg_id, device=self.settings.device_id, camera=f.camera, frame_id=f.frame_id,
+                part_id=f.part_id, captured_at=f.captured_at, model=self.detector.version,
+                verdict=item.decision.verdict, detections=item.decision.defects, latency_ms=item.latency_ms,
+            )
+
+        try:
+            seq, msg_id = self.outbox.append(topic, payload)
+        except OutboxFull as exc:  # the publisher raises the alarm event; the line still gets the next results
+            log.error("result not stored: outbox full", camera=f.camera, frame_id=f.frame_id, error=str(exc))
+            return None
+        except OutboxError as exc:
+            log.error("result not stored: outbox error", camera=f.camera, frame_id=f.frame_id, error=str(exc))
+            return None
+        self.publisher.wake()
+        self.metrics.results.labels(camera=f.camera, verdict=item.decision.verdict).inc()
+        log.debug("result", camera=f.camera, seq=seq, msg_id=msg_id, verdict=item.decision.verdict)
+        return seq
+
+    def sample_for_learning(self, item: Inspected) -> None:
+        limits = {name: self.thresholds.per_class.get(name, self.thresholds.default)
+                  for name in item.detections.class_names}
+        offered = self.queue.offer(item.frame, item.detections, limits, model=self.detector.version)
+        if offered.entry is not None:
+            log.info("frame queued for learning", camera=item.frame.camera, entry=offered.entry.id)
+
+    def report_health(self) -> None:
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        self.metrics.outbox_bytes.set(self.outbox.size_bytes())
+        self.metrics.queue_depth.set(self.queue.depth())
+        self.metrics.queue_bytes.set(self.queue.total_bytes())
+        self.metrics.mqtt_connected.set(int(self.publisher.connected))
+
+    # ----- reload and commands ----------------------------------------------------------------------------------------
+    def reload(self) -> str:
+        """Re-read the config (when there is a file) and load the model; swap only if loading worked."""
+        self.notifier.reloading()
+        try:
+            settings = load_settings(self.config_path) if self.config_path else self.settings
+            detector = self.detector_factory(settings)
+        except Exception as exc:
+            log.error("reload failed; the current model keeps serving", error=str(exc))
+            self.publisher.publish_event("reload_failed", error=str(exc), model=self.detector.version)
+            self.notifier.ready(status=f"reload failed; inspecting with {self.detector.version}")
+            raise
+        with self._swap_lock:
+            old, self.detector = self.detector.version, detector
+            self.settings, self.thresholds = settings, thresholds_from_settings(settings)
+        log.info("model reloaded", previous=old, model=detector.version)
+        self.publisher.publish_event("model_changed", previous=old, model=detector.version)
+        self.notifier.ready(status=f"inspecting with {detector.version}")
+        return detector.version
+
+    def _reload_quietly(self) -> None:
+        """SIGHUP: a failed reload is logged and announced by `reload`; the loop goes on with the old model."""
+        with contextlib.suppress(Exception):  # any load failure leaves the current model serving
+            self.reload()
+
+    def cmd_trigger(self, cmd: TriggerCommand) -> dict[str, Any]:
+        worker = self.workers.get(cmd.camera)
+        if worker is None:
+            raise CommandError(f"camera: unknown camera {cmd.camera!r}; cameras: {sorted(self.workers)}")
+        if worker.cfg.mode != "trigger":
+            raise CommandError(f"camera: {cmd.camera!r} runs in {worker.cfg.mode!r} mode, not 'trigger'")
+        frame = worker.trigger(cmd.part_id)
+        if frame is None:
+            raise CommandError(f"camera: {cmd.camera!r} delivered no frame (status {worker.status})")
+        return {"camera": cmd.camera, "part_id": cmd.part_id, "frame_id": frame.frame_id}
+
+    def cmd_reload(self, cmd: ReloadCommand) -> dict[str, Any]:
+        try:
+            version = self.reload()
+        except (DetectorError, ValueError, OSError) as exc:
+            raise CommandError(f"reload failed, current model {self.detector.version} keeps serving: {exc}") from exc
+        return {"model": version}
+
+    def cmd_status(self, _cmd: Any) -> dict[str, Any]:
+        return {
+            "state": "online", "version": __version__, "model": self.detector.version,
+            "cameras": {n: {"status": w.status, **w.counters.snapshot()} for n, w in self.workers.items()},
+            "outbox_depth": self.outbox.depth(), "queue_depth": self.queue.depth(),
+        }
+
+    def cmd_recalibrate(self, cmd: RecalibrateCommand) -> dict[str, Any]:
+        """Leave a request file for the recalibration unit (systemd .path) and announce it."""
+        path = self.settings.state_dir / RECALIBRATE_REQUEST
+        request = {"reason": cmd.reason, "requested_at": datetime.now(timezone.utc).isoformat(), "via": "mqtt"}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(request))
+        tmp.replace(path)
+        self.publisher.publish_event("recalibration_requested", reason=cmd.reason)
+        return {"queued": True, "request": str(path)}
+
+    # ----- shutdown ---------------------------------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def shutdown(self) -> None:
+        """Stop cameras, inspect what is already queued, deliver the outbox, publish `offline`, close the stores."""
+        self.notifier.stopping()
+        for worker in self.workers.values():
+            worker.stop(timeout=2.0)
+        while self.step():
+            pass
+        self.watchdog.stop()
+        self.router.stop()
+        self.publisher.stop()
+        self.metrics.close()
+        self.outbox.close()
+        self.queue.close()
+        log.info("daemon stopped")

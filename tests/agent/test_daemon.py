@@ -1,0 +1,208 @@
+"""The daemon end to end: `edge-inspect run` as a subprocess, a synthetic camera, a real Mosquitto.
+
+A persistent subscriber (clean_start False, QoS 1) is what a PLC gateway would run; it deduplicates on `msg_id`
+because delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.publish.result import result_schema
+from tests.fixtures.broker import Broker, Subscriber, free_port
+
+pytestmark = pytest.mark.slow
+DEVICE = "line1-box1"
+BASE = f"edge-inspect/{DEVICE}"
+
+
+def write_config(tmp: Path, model_dir: Path, broker: Broker, cameras: list[dict] | None = None) -> Path:
+    config = {
+        "device_id": DEVICE,
+        "state_dir": str(tmp / "state"),
+        "model": {"path": str(model_dir), "classes": ["scratch", "hole", "stain"], "max_new_tokens": 12},
+        "cameras": cameras or [{"name": "cam0", "source": "synthetic:seed=1,size=128", "fps": 8}],
+        "batch": {"max_frames": 4, "max_wait_ms": 20},
+        "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 5, "reconnect_min_s": 0.2,
+                 "reconnect_max_s": 1},
+        "metrics": {"port": free_port()},
+        "queue": {"per_minute": 1000},
+    }
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log = log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+                                     stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path, tiny_model_dir: Path, mosquitto: Broker) -> Iterator[tuple[Path, Broker]]:
+    yield write_config(tmp_path, tiny_model_dir, mosquitto), mosquitto
+
+
+@pytest.fixture
+def results(mosquitto: Broker) -> Iterator[Subscriber]:
+    sub = Subscriber(mosquitto, f"{BASE}/cameras/+/result", client_id=f"plc-{uuid.uuid4().hex[:6]}")
+    yield sub
+    sub.close()
+
+
+def unique_seqs(payloads: list[dict]) -> list[int]:
+    seen: dict[str, int] = {}
+    for p in payloads:
+        seen.setdefault(p["msg_id"], p["seq"])
+    return list(seen.values())
+
+
+def assert_gap_free(seqs: list[int], context: str) -> None:
+    assert seqs == sorted(seqs), f"out of order: {seqs} ({context})"
+    missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+    assert not missing, f"missing seqs {missing} of {seqs[0]}..{seqs[-1]} ({context})"
+
+
+def test_results_are_schema_valid_and_status_goes_online_then_offline(daemon_env, results, tmp_path) -> None:
+    config, broker = daemon_env
+    status = Subscriber(broker, f"{BASE}/status", client_id="hmi-status")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        payloads = results.wait_for(lambda p: len(p) >= 8, timeout_s=90)
+        assert len(payloads) >= 8, daemon.log_tail()
+        for payload in payloads:
+            jsonschema.validate(payload, result_schema())
+            assert payload["device"] == DEVICE and payload["camera"] == "cam0" and payload["model"] == "model"
+        assert_gap_free(unique_seqs(payloads), "steady stream")
+        assert daemon.terminate() == 0, daemon.log_tail()
+        states = status.wait_for(lambda p: p and p[-1]["state"] == "offline", timeout_s=10)
+        assert [s["state"] for s in states][:1] == ["online"] and states[-1]["state"] == "offline"
+    finally:
+        status.close()
+        if daemon.proc.poll() is None:
+            daemon.kill()
+
+
+def test_broker_killed_and_restarted_mid_stream_loses_no_result(daemon_env, results, tmp_path) -> None:
+    config, broker = daemon_env
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        assert len(results.wait_for(lambda p: len(p) >= 4, timeout_s=90)) >= 4, daemon.log_tail()
+        broker.kill()
+        time.sleep(3)  # the daemon keeps inspecting into its outbox meanwhile
+        broker.start()
+        before = max(p["seq"] for p in results.payloads())
+        payloads = results.wait_for(lambda p: max(x["seq"] for x in p) >= before + 20, timeout_s=90)
+        assert daemon.terminate() == 0, daemon.log_tail()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    assert_gap_free(unique_seqs(payloads), f"broker restart; daemon log:\n{daemon.log_tail()}")
+
+
+def test_sigkilled_daemon_leaves_offline_will_and_resumes_without_gaps(daemon_env, results, tmp_path) -> None:
+    config, broker = daemon_env
+    status = Subscriber(broker, f"{BASE}/status", client_id="hmi-status")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        assert len(results.wait_for(lambda p: len(p) >= 5, timeout_s=90)) >= 5, daemon.log_tail()
+        daemon.kill()  # no clean disconnect: the broker publishes the will after ~1.5 x keepalive
+        states = status.wait_for(lambda p: p and p[-1]["state"] == "offline", timeout_s=20)
+        assert states[-1]["state"] == "offline"
+        last = max(p["seq"] for p in results.payloads())
+        daemon = DaemonProcess(config, tmp_path / "daemon.log")
+        payloads = results.wait_for(lambda p: max(x["seq"] for x in p) >= last + 5, timeout_s=90)
+        assert daemon.terminate() == 0, daemon.log_tail()
+    finally:
+        status.close()
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    assert_gap_free(unique_seqs(payloads), f"daemon SIGKILL; log:\n{daemon.log_tail()}")
+
+
+def send_command(broker: Broker, verb: str, payload: bytes, timeout_s: float = 30) -> dict:
+    """Publish `cmd/{verb}` with a response topic + correlation data; return the reply that echoes it."""
+    replies: list[dict] = []
+    corr = uuid.uuid4().bytes
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hmi-{uuid.uuid4().hex[:6]}",
+                         protocol=mqtt.MQTTv5)
+
+    def on_message(_c, _u, msg) -> None:
+        if getattr(msg.properties, "CorrelationData", None) == corr:
+            replies.append(json.loads(msg.payload))
+
+    client.on_message = on_message
+    client.connect(broker.host, broker.port)
+    client.subscribe("hmi/replies", qos=1)
+    client.loop_start()
+    try:
+        time.sleep(0.3)
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic, props.CorrelationData = "hmi/replies", corr
+        client.publish(f"{BASE}/cmd/{verb}", payload, qos=1, properties=props)
+        deadline = time.monotonic() + timeout_s
+        while not replies and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert replies, f"no reply to {verb}"
+    return replies[0]
+
+
+def test_trigger_round_trips_part_id_and_malformed_commands_get_errors(tmp_path, tiny_model_dir, mosquitto,
+                                                                       results) -> None:
+    cameras = [{"name": "gate", "source": "synthetic:seed=3,size=128", "fps": 5, "mode": "trigger"}]
+    config = write_config(tmp_path, tiny_model_dir, mosquitto, cameras)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    online = Subscriber(mosquitto, f"{BASE}/status", client_id="hmi-status")
+    try:
+        states = online.wait_for(lambda p: bool(p) and p[-1]["state"] == "online", timeout_s=90)
+        assert states and states[-1]["state"] == "online", daemon.log_tail()
+        time.sleep(0.5)  # the command subscription follows the online status on connect
+        status = send_command(mosquitto, "status", b"{}")
+        assert status["ok"] and status["model"] == "model", daemon.log_tail()
+        reply = send_command(mosquitto, "trigger", json.dumps({"camera": "gate", "part_id": "P-0042"}).encode())
+        assert reply["ok"] and reply["part_id"] == "P-0042", reply
+        payloads = results.wait_for(lambda p: any(x["part_id"] == "P-0042" for x in p), timeout_s=30)
+        assert [p["part_id"] for p in payloads] == ["P-0042"], "free-running frames must not be published"
+        bad_json = send_command(mosquitto, "trigger", b"{not json")
+        assert not bad_json["ok"] and "JSON" in bad_json["error"]
+        unknown = send_command(mosquitto, "trigger", json.dumps({"camera": "nope"}).encode())
+        assert not unknown["ok"] and "'nope'" in unknown["error"]
+        extra = send_command(mosquitto, "trigger", json.dumps({"camera": "gate", "colour": "red"}).encode())
+        assert not extra["ok"] and "colour" in extra["error"]
+        assert daemon.terminate() == 0, daemon.log_tail()
+    finally:
+        online.close()
+        if daemon.proc.poll() is None:
+            daemon.kill()
