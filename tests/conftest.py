@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-_BROKER = Path(__file__).parent / "fixtures" / "broker.py"
-pytest_plugins = ["tests.fixtures.broker"] if _BROKER.exists() else []  # TODO(lead): unconditional
+pytest_plugins = ["tests.fixtures.broker"]
 
 TINY_CLASSES = ("scratch", "hole", "stain")
 

@@ -1,0 +1,29 @@
+"""`edge-inspect` command line: each command is a thin call into the module that owns the work.
+
+Sub-command groups live beside the code they drive; imports of heavy modules (torch, training) happen inside
+the commands so `edge-inspect --help` and `check-config` stay fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli_detect import detect
+from agent.cli_run import check_config, run
+from agent.learn.cli import queue_app
+from finetune.cli_data import data_app
+from finetune.cli_evaluate import evaluate_command
+from finetune.cli_model import model_app
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Inspection agent for factory lines.")
+app.command()(run)
+app.command("check-config")(check_config)
+app.command()(detect)
+app.command("evaluate")(evaluate_command)
+app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
+app.add_typer(queue_app, name="queue")
+
+
+if __name__ == "__main__":
+    app()

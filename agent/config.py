@@ -1,0 +1,394 @@
+"""Daemon configuration: one YAML file, overridden by `EDGE_INSPECT_*` env vars, secrets from systemd credentials.
+
+Precedence (highest first): environment (`EDGE_INSPECT_MQTT__PORT=1884`, nested with `__`; lists as JSON),
+credential files in `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`), the YAML file, the defaults below.
+Relative paths are relative to the daemon's working directory (systemd `WorkingDirectory=`).
+Every model forbids unknown keys so a typo is an error, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "EDGE_INSPECT_"
+# systemd credential file name -> dotted settings path it fills
+CREDENTIAL_FILES: dict[str, tuple[str, str]] = {
+    "mqtt.password": ("mqtt", "password"),
+    "commands.hmac_key": ("commands", "hmac_key"),
+}
+# one MQTT topic level: no separators, wildcards or NUL; short enough for dashboards
+_TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SECRET_KEYS = frozenset({"password", "hmac_key"})
+SECRET_MASK = "**********"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded; `errors` holds one `path: reason (got value)` line per problem."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"invalid config {source}:\n" + "\n".join(f"  {e}" for e in errors))
+
+
+def topic_level(value: str, what: str) -> str:
+    """Check that `value` can be used as one MQTT topic level (device id, camera name)."""
+    if not _TOPIC_LEVEL.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-64 chars of letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit) to be safe as an MQTT topic level"
+        )
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelConfig(_Section):
+    path: Path = Field(default=Path("./models/tiny"), description="Base model directory (HF save_pretrained layout)")
+    adapter: Path | None = Field(default=None, description="LoRA adapter directory applied on top of the base, or null")
+    classes: list[str] = Field(
+        default=["scratch", "hole", "stain"], min_length=1, description="Defect classes, in order"
+    )
+    backend: Literal["torch-eager", "torch-fast", "onnx"] = Field(
+        default="torch-eager", description="Inference backend"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available, else cpu")
+    max_new_tokens: int = Field(default=64, ge=1, le=4096, description="Generation budget per frame")
+    thresholds: dict[str, float] = Field(
+        default={}, description="Per-class score threshold; classes not listed use default"
+    )
+    default_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Threshold for classes without their own")
+    uncertain_band: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="A box with |score - threshold| < band makes the verdict 'uncertain'"
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, classes: list[str]) -> list[str]:
+        dupes = sorted({c for c in classes if classes.count(c) > 1})
+        if dupes:
+            raise ValueError(f"duplicate class names {dupes}")
+        return classes
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_known(cls, thresholds: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        classes = info.data.get("classes", [])
+        unknown = sorted(set(thresholds) - set(classes))
+        if unknown:
+            raise ValueError(f"thresholds for unknown classes {unknown}; classes are {classes}")
+        bad = {k: v for k, v in thresholds.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"thresholds must be within [0, 1], got {bad}")
+        return thresholds
+
+    def threshold(self, label: str) -> float:
+        """The score threshold that applies to `label`."""
+        return self.thresholds.get(label, self.default_threshold)
+
+
+class CameraConfig(_Section):
+    name: str = Field(default="cam0", description="Camera name, used as an MQTT topic level (unique)")
+    source: str = Field(
+        default="synthetic:seed=0",
+        min_length=1,
+        description="Source URI: device index, /dev/videoN, rtsp://, http(s)://, gst:<pipeline>, "
+        "file or directory path, synthetic:<params>",
+    )
+    fps: float = Field(default=10.0, gt=0, le=1000, description="Frames per second to capture (or replay)")
+    mode: Literal["free-run", "trigger"] = Field(
+        default="free-run", description="free-run: latest frame wins; trigger: one frame per MQTT trigger"
+    )
+    loop: bool = Field(default=True, description="Replay files/directories in a loop")
+    enabled: bool = Field(default=True, description="A disabled camera is reported as 'disabled' and never opened")
+    open_timeout_s: float = Field(default=10.0, gt=0, description="Give up opening the source after this long")
+    read_timeout_s: float = Field(default=5.0, gt=0, description="Give up on one read after this long")
+    no_frame_timeout_s: float = Field(default=5.0, gt=0, description="No frame for this long -> reconnect")
+    reconnect_min_s: float = Field(default=0.5, gt=0, description="First reconnect delay (doubles each failure)")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay")
+    queue_size: int = Field(
+        default=2, ge=1, le=1000, description="Frames buffered per camera before dropping (counted)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _topic_safe_name(cls, name: str) -> str:
+        return topic_level(name, "camera name")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        _check_backoff(self.reconnect_min_s, self.reconnect_max_s)
+        return self
+
+
+class BatchConfig(_Section):
+    max_frames: int = Field(default=4, ge=1, le=256, description="Largest batch handed to the detector")
+    max_wait_ms: float = Field(default=20.0, ge=0, description="Longest wait to fill a batch after its first frame")
+
+
+class TlsConfig(_Section):
+    enabled: bool = Field(default=False, description="Connect with TLS")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle that signed the broker certificate (null: system CAs)"
+    )
+    cert_file: Path | None = Field(
+        default=None, description="Client certificate (PEM) for brokers with require_certificate"
+    )
+    key_file: Path | None = Field(
+        default=None, description="Client private key (PEM); may live in $CREDENTIALS_DIRECTORY"
+    )
+    insecure: bool = Field(default=False, description="Skip broker hostname verification (test benches only)")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttConfig(_Section):
+    host: str = Field(default="127.0.0.1", min_length=1, description="Broker host")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port")
+    prefix: str = Field(default="edge-inspect", description="First topic levels; topics are {prefix}/{device_id}/...")
+    client_id: str | None = Field(
+        default=None, description="MQTT client id; null: edge-inspect-{device_id} (must be stable)"
+    )
+    username: str | None = Field(default=None, description="Broker user name")
+    password: SecretStr | None = Field(default=None, description="Broker password (or credential file mqtt.password)")
+    keepalive: int = Field(default=30, ge=5, le=65535, description="Keepalive seconds; a dead link shows in ~1.5x this")
+    session_expiry_s: int = Field(
+        default=3600, ge=0, description="How long the broker keeps our session (and queued QoS 1) while we are away"
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS settings")
+    reconnect_min_s: float = Field(default=0.5, gt=0, description="First reconnect delay")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay")
+    inflight: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Results published but not yet acknowledged, at most; keep below the broker's receive maximum "
+        "(Mosquitto: max_inflight_messages, 20 by default)",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_levels(cls, prefix: str) -> str:
+        for level in prefix.split("/"):
+            topic_level(level, f"prefix level in {prefix!r}:")
+        return prefix
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttConfig:
+        _check_backoff(self.reconnect_min_s, self.reconnect_max_s)
+        return self
+
+
+class OutboxConfig(_Section):
+    max_bytes: int = Field(default=512 * MiB, ge=64 * 1024, description="Disk budget of the result outbox")
+    alarm_fraction: float = Field(
+        default=0.8, gt=0, le=1, description="Raise an alarm event above this share of max_bytes"
+    )
+
+
+class QueueConfig(_Section):
+    enabled: bool = Field(default=True, description="Keep low-confidence frames for later review/fine-tuning")
+    max_bytes: int = Field(
+        default=1 * GiB, ge=1 * MiB, description="Disk budget of the learning queue (oldest evicted)"
+    )
+    band: float = Field(
+        default=0.15, ge=0, le=1, description="threshold-band sampler: keep boxes with |score-thr| < band"
+    )
+    per_minute: int = Field(default=10, ge=0, description="Quota of queued frames per minute")
+    per_hour: int = Field(default=200, ge=0, description="Quota of queued frames per hour")
+    per_day: int = Field(default=2000, ge=0, description="Quota of queued frames per day")
+    random_rate: float = Field(default=0.0, ge=0, le=1, description="random sampler: share of frames kept (0 disables)")
+    dedup_max_distance: int = Field(
+        default=6, ge=0, le=64, description="Near-duplicate: dHash differs in <= this many bits (and same boxes)"
+    )
+    samplers: list[Literal["threshold-band", "flagged-miss", "random"]] = Field(
+        default=["threshold-band", "flagged-miss", "random"], description="Active samplers"
+    )
+
+
+class MetricsConfig(_Section):
+    enabled: bool = Field(default=True, description="Serve Prometheus metrics")
+    host: str = Field(default="127.0.0.1", description="Bind address (keep it loopback unless firewalled)")
+    port: int = Field(default=9108, ge=1, le=65535, description="Metrics port")
+
+
+class CommandsConfig(_Section):
+    require_signature: bool = Field(default=False, description="Reject commands without a valid HMAC signature")
+    hmac_key: SecretStr | None = Field(default=None, description="HMAC key (or credential file commands.hmac_key)")
+    max_skew_s: float = Field(default=30.0, gt=0, description="Reject signed commands whose timestamp is older/newer")
+
+    @model_validator(mode="after")
+    def _key_when_required(self) -> CommandsConfig:
+        if self.require_signature and self.hmac_key is None:
+            raise ValueError("require_signature is true but no hmac_key is set (config or credential file)")
+        return self
+
+
+def _check_backoff(low: float, high: float) -> None:
+    if low > high:
+        raise ValueError(f"reconnect_min_s ({low}) must not exceed reconnect_max_s ({high})")
+
+
+# the YAML document of the load in progress (a source class cannot take arguments from load_settings directly)
+_yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("edge_inspect_yaml", default=None)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return (_yaml_data.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get() or {})
+
+
+class _CredentialsSource(PydanticBaseSettingsSource):
+    """Secrets from systemd `LoadCredential=` files, so they never sit in the YAML or the environment."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        found: dict[str, Any] = {}
+        if not directory:
+            return found
+        for filename, (section, key) in CREDENTIAL_FILES.items():
+            file = Path(directory) / filename
+            if file.is_file():
+                found.setdefault(section, {})[key] = file.read_text(encoding="utf-8").strip()
+        return found
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    device_id: str = Field(default="edge-inspect", description="This box's id, an MQTT topic level")
+    state_dir: Path = Field(default=Path("./state"), description="Outbox, learning queue and other state live here")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Detector model")
+    cameras: list[CameraConfig] = Field(default_factory=lambda: [CameraConfig()], description="Cameras")
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="Batching across cameras")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker connection")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable result outbox")
+    queue: QueueConfig = Field(default_factory=QueueConfig, description="Low-confidence learning queue")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics endpoint")
+    commands: CommandsConfig = Field(default_factory=CommandsConfig, description="MQTT command handling")
+
+    @field_validator("device_id")
+    @classmethod
+    def _topic_safe_device(cls, device_id: str) -> str:
+        return topic_level(device_id, "device_id")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        names = [c.name for c in cameras]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate camera names {dupes}")
+        return cameras
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id; stable across restarts so the broker resumes our session."""
+        return self.mqtt.client_id or f"edge-inspect-{self.device_id}"
+
+    @property
+    def base_topic(self) -> str:
+        return f"{self.mqtt.prefix}/{self.device_id}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _CredentialsSource(settings_cls), _YamlSource(settings_cls)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load and validate the config; raises ConfigError listing every problem with its dotted path."""
+    source = str(path) if path is not None else "<defaults+env>"
+    token = _yaml_data.set(_read_yaml(path) if path is not None else {})
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_errors(exc)) from None
+    finally:
+        _yaml_data.reset(token)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"top level must be a mapping of settings, got {type(data).__name__}"])
+    return data
+
+
+def format_validation_errors(exc: ValidationError) -> list[str]:
+    """One `dotted.path: reason (got value)` line per pydantic error; secrets are never echoed."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in err["loc"]) or "<root>"
+        value = SECRET_MASK if path.rsplit(".", 1)[-1] in SECRET_KEYS else _mask_secrets(err.get("input"))
+        reason = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {reason} (got {_short_repr(value)})")
+    return lines
+
+
+def _mask_secrets(value: Any) -> Any:
+    """A copy of `value` with every secret key's value replaced, for error messages about a whole section."""
+    if isinstance(value, dict):
+        return {k: SECRET_MASK if k in SECRET_KEYS else _mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_secrets(v) for v in value]
+    return value
+
+
+def _short_repr(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def dump_settings(settings: Settings) -> dict[str, Any]:
+    """The resolved config as plain data, secrets masked (SecretStr dumps as '**********')."""
+    return settings.model_dump(mode="json")

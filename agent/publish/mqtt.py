@@ -1,0 +1,356 @@
+"""MQTT side of the daemon: one paho-mqtt 2.x client (MQTT v5) that drains the outbox and carries status, events and
+command replies. Topics and payloads: docs/mqtt.md.
+
+Threads: paho's network thread (callbacks only record and wake) and one drain thread that owns every decision:
+it hands outbox rows to paho in `seq` order, at most `mqtt.inflight` unacknowledged at a time, and deletes rows once
+their PUBACK arrived. While the link is down paho keeps its unacknowledged messages and resends them on reconnect
+(same session: clean_start=False + session expiry); after a restart the drain starts again from the oldest row.
+Delivery is at least once: a subscriber may see a msg_id twice (resent after a lost PUBACK) and must deduplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, cast
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from agent.config import Settings
+from agent.publish.outbox import Outbox, OutboxRow
+from agent.publish.result import rfc3339
+
+log = structlog.get_logger(__name__)
+
+PAHO_EXTRA_INFLIGHT = 4  # room for status/events/replies beside the result window
+EVENT_BUFFER = 256  # events kept while disconnected (status topics are kept as latest-per-topic instead)
+REJECTED_RETRY_S = 5.0  # a result the broker refused (reason code >= 0x80) is resent after this long
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic of one device, under `{prefix}/{device_id}`."""
+
+    base: str
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/events"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.base}/cmd/+"
+
+    @property
+    def default_reply(self) -> str:
+        return f"{self.base}/replies"
+
+    def camera_status(self, camera: str) -> str:
+        return f"{self.base}/cameras/{camera}/status"
+
+    def result(self, camera: str) -> str:
+        return f"{self.base}/cameras/{camera}/result"
+
+    def command_verb(self, topic: str) -> str | None:
+        """The verb of a `cmd/{verb}` topic, or None when `topic` is not one of ours."""
+        head = f"{self.base}/cmd/"
+        rest = topic[len(head) :] if topic.startswith(head) else ""
+        return rest if rest and "/" not in rest else None
+
+
+@dataclass
+class PublisherStats:
+    connects: int = 0
+    disconnects: int = 0
+    published: int = 0  # result publishes handed to paho (resends after a restart included)
+    acked: int = 0  # results removed from the outbox after PUBACK
+    rejected: int = 0  # PUBACKs with a failure reason code
+    events_dropped: int = 0  # events that overflowed the disconnected buffer
+    last_error: str | None = None
+
+    @property
+    def reconnects(self) -> int:
+        return max(self.connects - 1, 0)
+
+
+@dataclass
+class _Shared:
+    """State written by paho callbacks and read by the drain thread."""
+
+    connected: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    acks: queue.SimpleQueue[tuple[int, bool, str]] = field(default_factory=queue.SimpleQueue)
+
+
+def now_rfc3339() -> str:
+    return rfc3339(datetime.now(timezone.utc))
+
+
+class MqttPublisher:
+    """Connects, keeps `status` truthful, drains the outbox, forwards `cmd/+` messages to `on_command`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        version: str,
+        on_command: Callable[[mqtt.MQTTMessage], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.version = version
+        self.on_command = on_command
+        self.topics = Topics(settings.base_topic)
+        self.stats = PublisherStats()
+        self._shared = _Shared()
+        self._window = settings.mqtt.inflight
+        self._inflight: dict[int, int] = {}  # paho mid -> seq; drain thread only
+        self._handed_upto = 0  # highest seq handed to paho in this process
+        self._retry_at: dict[int, float] = {}  # rejected seq -> when to resend
+        self._retained: dict[str, bytes] = {}  # camera status topic -> latest payload, republished on connect
+        self._events: deque[bytes] = deque(maxlen=EVENT_BUFFER)
+        self._lock = threading.Lock()  # guards _retained and _events
+        self._stop = threading.Event()
+        self._heartbeat = time.monotonic()
+        self._drain_thread: threading.Thread | None = None
+        self._alarm_reported = (False, 0)  # (alarm active, refused count) last sent as an event
+        self.client = self._make_client()
+
+    # ----- client setup ----------------------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.settings.mqtt
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.settings.client_id, protocol=mqtt.MQTTv5)
+        client.max_inflight_messages_set(self._window + PAHO_EXTRA_INFLIGHT)
+        # paho counts reconnect delays in whole seconds
+        client.reconnect_delay_set(cast(int, max(1, math.ceil(cfg.reconnect_min_s))), cast(int, cfg.reconnect_max_s))
+        client.will_set(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
+        if cfg.username is not None:
+            password = cfg.password.get_secret_value() if cfg.password is not None else None
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls.enabled:
+            self._configure_tls(client)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _configure_tls(self, client: mqtt.Client) -> None:
+        tls = self.settings.mqtt.tls
+        client.tls_set(
+            ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        client.tls_insecure_set(tls.insecure)
+
+    def _status_payload(self, state: str) -> bytes:
+        return json.dumps({"state": state, "ts": now_rfc3339(), "version": self.version}).encode()
+
+    # ----- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background (retrying with backoff) and start draining the outbox."""
+        cfg = self.settings.mqtt
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = cfg.session_expiry_s
+        self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive, clean_start=False, properties=props)
+        self.client.loop_start()
+        self._drain_thread = threading.Thread(target=self._drain_loop, name="mqtt-drain", daemon=True)
+        self._drain_thread.start()
+        log.info("mqtt starting", host=cfg.host, port=cfg.port, client_id=self.settings.client_id)
+
+    def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Deliver what the outbox holds (up to `drain_timeout_s`), publish `offline`, disconnect."""
+        deadline = time.monotonic() + drain_timeout_s
+        while time.monotonic() < deadline and self.outbox.depth() > 0 and self.connected:
+            self.wake()
+            time.sleep(0.05)
+        self._stop.set()
+        self.wake()
+        if self._drain_thread is not None:
+            self._drain_thread.join(timeout=5)
+        if self.connected:
+            info = self.client.publish(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(deadline - time.monotonic(), 1.0))
+            except (RuntimeError, ValueError) as exc:  # link lost meanwhile: the will says offline instead
+                log.warning("offline status not confirmed", error=str(exc))
+        self.client.disconnect()
+        self.client.loop_stop()
+        log.info("mqtt stopped", outbox_depth=self.outbox.depth())
+
+    @property
+    def connected(self) -> bool:
+        return self._shared.connected.is_set()
+
+    def wake(self) -> None:
+        """Tell the drain thread that the outbox has new rows (call after `Outbox.append`)."""
+        self._shared.wake.set()
+
+    def alive(self, max_age_s: float = 5.0) -> bool:
+        """True while the drain thread is looping (for the systemd watchdog); says nothing about the broker."""
+        thread = self._drain_thread
+        return thread is not None and thread.is_alive() and time.monotonic() - self._heartbeat < max_age_s
+
+    # ----- paho callbacks (network thread: record and wake, never block) ----------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
+        if reason.is_failure:
+            self.stats.last_error = f"connect refused: {reason}"
+            log.error("mqtt connect refused", reason=str(reason))
+            return
+        self.stats.connects += 1
+        self._shared.connected.set()
+        client.publish(self.topics.status, self._status_payload("online"), qos=1, retain=True)
+        client.subscribe(self.topics.commands, options=SubscribeOptions(qos=1, retainAsPublished=True))
+        self._flush_buffered(client)
+        log.info("mqtt connected", session_present=bool(flags.session_present), connects=self.stats.connects)
+        self.wake()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        was_connected = self._shared.connected.is_set()
+        self._shared.connected.clear()
+        if was_connected:
+            self.stats.disconnects += 1
+            log.warning("mqtt disconnected", reason=str(reason), in_flight=len(self._inflight))
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
+        self._shared.acks.put((mid, bool(reason.is_failure), str(reason)))
+        self.wake()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if self.on_command is not None and self.topics.command_verb(message.topic) is not None:
+            self.on_command(message)
+
+    # ----- status, events, replies -----------------------------------------------------------------------------
+    def publish_camera_status(self, camera: str, state: str, **counters: Any) -> None:
+        """Retained `cameras/{camera}/status`; the latest one is republished after every reconnect."""
+        topic = self.topics.camera_status(camera)
+        payload = json.dumps({"state": state, "ts": now_rfc3339(), **counters}).encode()
+        with self._lock:
+            self._retained[topic] = payload
+        if self.connected:
+            self.client.publish(topic, payload, qos=1, retain=True)
+
+    def publish_event(self, kind: str, **fields: Any) -> None:
+        """An `events` message (model changes, alarms, recalibration); buffered (bounded) while disconnected."""
+        payload = json.dumps({"event": kind, "ts": now_rfc3339(), "device": self.settings.device_id, **fields})
+        if self.connected:
+            self.client.publish(self.topics.events, payload.encode(), qos=1)
+            return
+        with self._lock:
+            if len(self._events) == self._events.maxlen:
+                self.stats.events_dropped += 1
+                log.warning("event buffer full, oldest event dropped", dropped=self.stats.events_dropped)
+            self._events.append(payload.encode())
+
+    def reply(self, topic: str, payload: dict[str, Any], correlation_data: bytes | None) -> None:
+        """A command reply (QoS 1, not retained), echoing the request's correlation data."""
+        props = Properties(PacketTypes.PUBLISH)
+        if correlation_data is not None:
+            props.CorrelationData = correlation_data
+        self.client.publish(topic, json.dumps(payload).encode(), qos=1, properties=props)
+
+    def _flush_buffered(self, client: mqtt.Client) -> None:
+        with self._lock:
+            retained = list(self._retained.items())
+            events = list(self._events)
+            self._events.clear()
+        for topic, payload in retained:
+            client.publish(topic, payload, qos=1, retain=True)
+        for payload in events:
+            client.publish(self.topics.events, payload, qos=1)
+
+    # ----- drain thread ----------------------------------------------------------------------------------------
+    def _drain_loop(self) -> None:
+        while not self._stop.is_set():
+            self._heartbeat = time.monotonic()
+            self._shared.wake.wait(timeout=0.2)
+            self._shared.wake.clear()
+            try:
+                self._settle_acks()
+                self._report_outbox_alarm()
+                if self.connected:
+                    self._resend_rejected()
+                    self._fill_window()
+            except Exception as exc:  # keep draining: a disk hiccup must not end delivery for good
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("outbox drain failed; retrying", error=self.stats.last_error)
+                self._stop.wait(1.0)
+        self._settle_acks()
+
+    def _settle_acks(self) -> None:
+        delivered: list[int] = []
+        while True:
+            try:
+                mid, failed, reason = self._shared.acks.get_nowait()
+            except queue.Empty:
+                break
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                continue  # status, event or reply
+            if failed:
+                self._reject(seq, reason)
+            else:
+                delivered.append(seq)
+        if delivered:
+            self.stats.acked += self.outbox.ack(delivered)
+
+    def _report_outbox_alarm(self) -> None:
+        """An `outbox_alarm` event whenever the alarm turns on/off or more results were refused."""
+        state = (self.outbox.alarm(), self.outbox.refused)
+        if state == self._alarm_reported:
+            return
+        self._alarm_reported = state
+        fields = {"active": state[0], "refused": state[1], "depth": self.outbox.depth()}
+        fields |= {"bytes": self.outbox.size_bytes(), "max_bytes": self.outbox.max_bytes}
+        if state[0]:
+            log.warning("outbox alarm", **fields)
+        else:
+            log.info("outbox alarm cleared", **fields)
+        self.publish_event("outbox_alarm", **fields)
+
+    def _reject(self, seq: int, reason: str) -> None:
+        self.stats.rejected += 1
+        self.stats.last_error = f"broker refused seq {seq}: {reason}"
+        self._retry_at[seq] = time.monotonic() + REJECTED_RETRY_S
+        log.error("broker refused result; will resend", seq=seq, reason=reason, rejected=self.stats.rejected)
+        self.publish_event("publish_rejected", seq=seq, reason=reason)
+
+    def _resend_rejected(self) -> None:
+        now = time.monotonic()
+        for seq in [s for s, at in self._retry_at.items() if at <= now]:
+            del self._retry_at[seq]
+            rows = self.outbox.pending(limit=1, after_seq=seq - 1)
+            if rows and rows[0].seq == seq:
+                self._publish_row(rows[0])
+
+    def _fill_window(self) -> None:
+        room = self._window - len(self._inflight)
+        if room <= 0:
+            return
+        for row in self.outbox.pending(limit=room, after_seq=self._handed_upto):
+            self._publish_row(row)
+            self._handed_upto = row.seq
+
+    def _publish_row(self, row: OutboxRow) -> None:
+        info = self.client.publish(row.topic, row.payload, qos=1)
+        self._inflight[info.mid] = row.seq
+        self.stats.published += 1

@@ -1,0 +1,67 @@
+"""The result message (`edge-inspect.result/1`): one inspected frame, as published on `cameras/{camera}/result`.
+
+`result.schema.json` beside this module is the contract; `build_result` is the only place payloads are made.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+from agent.detections import Detections
+
+RESULT_SCHEMA_ID = "edge-inspect.result/1"
+Verdict = Literal["pass", "fail", "uncertain"]
+
+
+def build_result(
+    *,
+    seq: int,
+    msg_id: str,
+    device: str,
+    camera: str,
+    frame_id: int,
+    part_id: str | None,
+    captured_at: datetime | float,
+    model: str,
+    verdict: Verdict,
+    detections: Detections,
+    latency_ms: float,
+) -> dict[str, Any]:
+    """The result payload; `captured_at` is an aware datetime or a Unix timestamp (seconds)."""
+    return {
+        "schema": RESULT_SCHEMA_ID,
+        "msg_id": msg_id,
+        "seq": seq,
+        "device": device,
+        "camera": camera,
+        "frame_id": frame_id,
+        "part_id": part_id,
+        "captured_at": rfc3339(captured_at),
+        "model": model,
+        "verdict": verdict,
+        "defects": detections.to_json(),
+        "latency_ms": round(max(latency_ms, 0.0), 3),
+    }
+
+
+def rfc3339(moment: datetime | float) -> str:
+    """UTC RFC 3339 with milliseconds, e.g. 2025-01-31T12:00:00.123Z (naive datetimes are refused)."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            raise ValueError(f"captured_at {moment!r} has no timezone; pass an aware datetime or a Unix timestamp")
+        when = moment.astimezone(timezone.utc)
+    else:
+        when = datetime.fromtimestamp(moment, tz=timezone.utc)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=1)
+def result_schema() -> dict[str, Any]:
+    """The JSON Schema of result payloads, as shipped in the package."""
+    text = resources.files("agent.publish").joinpath("result.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
