@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo demo-model test test-fast lint bench clean
+.PHONY: venv demo demo-model test test-fast lint bench clean install-systemd
 
 venv: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m agent.demo
+	$(BIN)/edge-inspect demo
 
 demo-model: $(STAMP)
 	$(BIN)/edge-inspect model demo --out models/demo
@@ -30,6 +30,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not faults"
+
+# as root on the target box: system user, units, /etc/edge-inspect (config + credentials), enable and start.
+# INSTALL_ARGS=--no-start to only enable; INSTALL_ARGS="--root DIR" to lay the files out in an image tree.
+install-systemd:
+	sh systemd/install.sh $(INSTALL_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from agent.cli_demo import demo
 from agent.cli_detect import detect
 from agent.cli_run import check_config, run
 from agent.learn.cli import queue_app
@@ -19,6 +20,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Inspection a
 app.command()(run)
 app.command("check-config")(check_config)
 app.command()(detect)
+app.command()(demo)
 app.command("evaluate")(evaluate_command)
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
