@@ -29,9 +29,21 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="YAML config fil
         raise typer.Exit(code=1) from None
 
 
-def check_config(config: Path = typer.Option(..., "--config", "-c", help="YAML config file")) -> None:
-    """Validate a config file and print the resolved settings (secrets masked)."""
+def check_config(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
+    reference: bool = typer.Option(False, "--reference", help="print the config reference (Markdown) instead"),
+) -> None:
+    """Validate a config file and print the resolved settings (secrets masked), or explain each error."""
     import yaml
+
+    if reference:
+        from agent.config_reference import config_reference_markdown
+
+        typer.echo(config_reference_markdown(), nl=False)
+        return
+    if config is None:
+        typer.echo("error: --config is required (or --reference)", err=True)
+        raise typer.Exit(code=2)
 
     from agent.config import ConfigError, dump_settings, load_settings
 
