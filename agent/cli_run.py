@@ -13,6 +13,7 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="YAML config fil
     from agent.daemon import Daemon
     from agent.detector.base import DetectorError
     from agent.health.logging import configure_logging
+    from agent.store import StoreError
 
     try:
         settings = load_settings(config)
@@ -24,7 +25,7 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="YAML config fil
     configure_logging(settings.log_level)
     try:
         Daemon(settings, config_path=config).run()
-    except DetectorError as exc:  # nothing to inspect with: exit, systemd restarts us after RestartSec
+    except (DetectorError, StoreError) as exc:  # nothing safe to inspect with: exit; systemd retries later
         typer.echo(f"error: cannot load the model: {exc}", err=True)
         raise typer.Exit(code=1) from None
 

@@ -42,6 +42,7 @@ from agent.learn.queue import LearningQueue
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import Outbox, OutboxError, OutboxFull
 from agent.publish.result import build_result
+from agent.store import ModelStore, StoreError
 
 log = structlog.get_logger("agent.daemon")
 
@@ -49,18 +50,45 @@ BATCH_POLL_S = 0.2  # how long the inference loop waits for a first frame before
 LOOP_MAX_AGE_S = 30.0  # a loop that has not gone round for this long is reported dead to the watchdog
 RECALIBRATE_REQUEST = "recalibrate.request"  # picked up by edge-inspect-recalibrate.path
 
-DetectorFactory = Callable[[Settings], Detector]
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which adapter to serve and the per-class thresholds that came with it."""
+
+    adapter: Path | None
+    thresholds: dict[str, float]
+    source: str  # "config", "store:<version>" or "base"
 
 
-def detector_from_settings(settings: Settings) -> Detector:
-    """The configured backend with the configured model, adapter and classes."""
+def choose_model(settings: Settings) -> ModelChoice:
+    """`model.adapter` from the config wins; else the model store's `current` adapter (verified: manifest, base
+    identity, sha256 of every weights file), else the bare base model. A store that fails verification raises
+    `StoreError`: serving a corrupt or foreign adapter silently would be worse than refusing."""
+    if settings.model.adapter is not None:
+        return ModelChoice(settings.model.adapter, {}, "config")
+    store = ModelStore.in_state_dir(settings.state_dir)
+    version = store.current()
+    if version is None:
+        return ModelChoice(None, {}, "base")
+    store.verify_base(settings.model.path)
+    manifest = store.verify(version)
+    return ModelChoice(store.path(version), dict(manifest.thresholds), f"store:{version}")
+
+
+DetectorFactory = Callable[[Settings, ModelChoice], Detector]
+
+
+def detector_from_settings(settings: Settings, choice: ModelChoice) -> Detector:
+    """The configured backend with the configured base model and classes, and the chosen adapter."""
     m = settings.model
-    return create_detector(m.backend, m.path, m.adapter, m.classes, device=m.device, max_new_tokens=m.max_new_tokens)
+    return create_detector(m.backend, m.path, choice.adapter, m.classes, device=m.device,
+                           max_new_tokens=m.max_new_tokens)
 
 
-def thresholds_from_settings(settings: Settings) -> Thresholds:
+def thresholds_for(settings: Settings, choice: ModelChoice) -> Thresholds:
+    """Thresholds fitted by the last recalibration (manifest), overridden per class by the config's own."""
     m = settings.model
-    return Thresholds(dict(m.thresholds), m.default_threshold, m.uncertain_band)
+    return Thresholds({**choice.thresholds, **m.thresholds}, m.default_threshold, m.uncertain_band)
 
 
 @dataclass(frozen=True)
@@ -96,8 +124,9 @@ class Daemon:
         """Load the model and the stores, connect, start cameras; READY=1 only once all of that worked."""
         state = self.settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
-        self.detector = self.detector_factory(self.settings)
-        self.thresholds = thresholds_from_settings(self.settings)
+        choice = choose_model(self.settings)
+        self.detector = self.detector_factory(self.settings, choice)
+        self.thresholds = thresholds_for(self.settings, choice)
         self.outbox = Outbox(state / "outbox.sqlite3", self.settings.outbox.max_bytes,
                              self.settings.outbox.alarm_fraction)
         self.queue = LearningQueue(state / "queue", self.settings.queue)
@@ -108,7 +137,8 @@ class Daemon:
         self.router.start()
         self._start_cameras()
         self._start_health()
-        log.info("daemon ready", model=self.detector.version, cameras=list(self.workers), state_dir=str(state))
+        log.info("daemon ready", model=self.detector.version, model_source=choice.source, cameras=list(self.workers),
+                 state_dir=str(state))
         self.notifier.ready(status=f"inspecting with {self.detector.version}")
 
     def _build_router(self) -> CommandRouter:
@@ -231,9 +261,14 @@ class Daemon:
     def sample_for_learning(self, item: Inspected) -> None:
         limits = {name: self.thresholds.per_class.get(name, self.thresholds.default)
                   for name in item.detections.class_names}
+        evicted_before = self.queue.stats["evicted"]
         offered = self.queue.offer(item.frame, item.detections, limits, model=self.detector.version)
         if offered.entry is not None:
             log.info("frame queued for learning", camera=item.frame.camera, entry=offered.entry.id)
+        if self.queue.stats["evicted"] > evicted_before:  # the disk budget is full: reviewers are falling behind
+            self.publisher.publish_event("queue_alarm", reason="disk budget full, oldest entries evicted",
+                                         evicted=self.queue.stats["evicted"], depth=self.queue.depth(),
+                                         bytes=self.queue.total_bytes(), max_bytes=self.settings.queue.max_bytes)
 
     def report_health(self) -> None:
         self.metrics.outbox_depth.set(self.outbox.depth())
@@ -244,11 +279,12 @@ class Daemon:
 
     # ----- reload and commands ----------------------------------------------------------------------------------------
     def reload(self) -> str:
-        """Re-read the config (when there is a file) and load the model; swap only if loading worked."""
+        """Re-read the config (when there is a file) and the model store, load the model; swap only if it worked."""
         self.notifier.reloading()
         try:
             settings = load_settings(self.config_path) if self.config_path else self.settings
-            detector = self.detector_factory(settings)
+            choice = choose_model(settings)
+            detector = self.detector_factory(settings, choice)
         except Exception as exc:
             log.error("reload failed; the current model keeps serving", error=str(exc))
             self.publisher.publish_event("reload_failed", error=str(exc), model=self.detector.version)
@@ -256,7 +292,7 @@ class Daemon:
             raise
         with self._swap_lock:
             old, self.detector = self.detector.version, detector
-            self.settings, self.thresholds = settings, thresholds_from_settings(settings)
+            self.settings, self.thresholds = settings, thresholds_for(settings, choice)
         log.info("model reloaded", previous=old, model=detector.version)
         self.publisher.publish_event("model_changed", previous=old, model=detector.version)
         self.notifier.ready(status=f"inspecting with {detector.version}")
@@ -281,7 +317,7 @@ class Daemon:
     def cmd_reload(self, cmd: ReloadCommand) -> dict[str, Any]:
         try:
             version = self.reload()
-        except (DetectorError, ValueError, OSError) as exc:
+        except (DetectorError, StoreError, ValueError, OSError) as exc:
             raise CommandError(f"reload failed, current model {self.detector.version} keeps serving: {exc}") from exc
         return {"model": version}
 

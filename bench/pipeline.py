@@ -23,7 +23,7 @@ import numpy as np
 
 from agent.capture.synthetic import SyntheticGenerator
 from agent.config import Settings
-from agent.daemon import Daemon, detector_from_settings
+from agent.daemon import Daemon, choose_model, detector_from_settings
 from agent.devbroker import Broker, free_port
 from agent.health.logging import configure_logging
 
@@ -49,7 +49,7 @@ def make_settings(tmp: Path, args: argparse.Namespace, frames_dir: Path, broker_
 
 
 def bare_detector_fps(settings: Settings, frames: list[np.ndarray], batch: int, seconds: float) -> float:
-    detector = detector_from_settings(settings)
+    detector = detector_from_settings(settings, choose_model(settings))
     detector.detect(frames[:batch])  # warm-up
     done, i, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:

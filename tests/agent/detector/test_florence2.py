@@ -15,6 +15,7 @@ from agent.detector.base import DetectorError, FrameError
 from agent.detector.florence2 import DetectorOptions, Florence2Detector
 from finetune.tiny import TinySpec, build_tiny_model
 from tests.conftest import TINY_CLASSES
+from tests.fixtures.models import make_adapter
 
 
 @pytest.fixture(scope="module")
@@ -86,22 +87,6 @@ def test_a_non_florence_checkpoint_is_refused(tmp_path: Path) -> None:
 def test_a_directory_without_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DetectorError, match="no config.json"):
         Florence2Detector(tmp_path)
-
-
-def make_adapter(model_dir: Path, out: Path, seed: int = 0) -> Path:
-    """A LoRA adapter with non-zero B matrices, so merging it changes the model."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import Florence2ForConditionalGeneration
-
-    base = Florence2ForConditionalGeneration.from_pretrained(model_dir)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "fc1"]))
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    peft_model.save_pretrained(out)
-    return out
 
 
 def test_saved_tiny_model_and_adapter_load_from_disk_and_change_the_output(tiny_model_dir: Path,
