@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import queue
 import threading
 import time
@@ -115,6 +116,8 @@ class HmacAuthenticator:
             ts = float(raw_ts)
         except ValueError:
             raise CommandError(f"ts {raw_ts!r} is not a Unix timestamp in seconds") from None
+        if not math.isfinite(ts):  # 'nan' compares false with everything: it would never be stale
+            raise CommandError(f"ts {raw_ts!r} is not a finite Unix timestamp in seconds")
         skew = abs(self._clock() - ts)
         if skew > self._max_skew_s:
             raise CommandError(f"stale command: ts is {skew:.1f} s away from now (max {self._max_skew_s:g} s)")

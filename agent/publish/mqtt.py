@@ -99,6 +99,16 @@ class _Shared:
     acks: queue.SimpleQueue[tuple[int, bool, str]] = field(default_factory=queue.SimpleQueue)
 
 
+def negotiated_keepalive(keepalive_s: int) -> int:
+    """The keepalive we ask the broker for: half the configured one (rounded up).
+
+    paho notices a dead link only after two silent periods (one to send PINGREQ, one to give up on PINGRESP), so
+    with half the configured value our side detects a blackholed link within 1.5 x `mqtt.keepalive` (measured in
+    tests/faults/test_broker_faults.py), and the broker publishes our will even sooner (1.5 x the negotiated value).
+    """
+    return max(1, math.ceil(keepalive_s / 2))
+
+
 def now_rfc3339() -> str:
     return rfc3339(datetime.now(timezone.utc))
 
@@ -171,7 +181,8 @@ class MqttPublisher:
         cfg = self.settings.mqtt
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = cfg.session_expiry_s
-        self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive, clean_start=False, properties=props)
+        self.client.connect_async(cfg.host, cfg.port, keepalive=negotiated_keepalive(cfg.keepalive), clean_start=False,
+                                  properties=props)
         self.client.loop_start()
         self._drain_thread = threading.Thread(target=self._drain_loop, name="mqtt-drain", daemon=True)
         self._drain_thread.start()

@@ -7,64 +7,19 @@ because delivery is at least once.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
-import paho.mqtt.client as mqtt
 import pytest
-import yaml
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from agent.publish.result import result_schema
-from tests.fixtures.broker import Broker, Subscriber, free_port
+from tests.fixtures.broker import Broker, Subscriber
+from tests.fixtures.daemon import BASE, DEVICE, DaemonProcess, assert_gap_free, send_command, unique_seqs, write_config
 
 pytestmark = pytest.mark.slow
-DEVICE = "line1-box1"
-BASE = f"edge-inspect/{DEVICE}"
-
-
-def write_config(tmp: Path, model_dir: Path, broker: Broker, cameras: list[dict] | None = None) -> Path:
-    config = {
-        "device_id": DEVICE,
-        "state_dir": str(tmp / "state"),
-        "model": {"path": str(model_dir), "classes": ["scratch", "hole", "stain"], "max_new_tokens": 12},
-        "cameras": cameras or [{"name": "cam0", "source": "synthetic:seed=1,size=128", "fps": 8}],
-        "batch": {"max_frames": 4, "max_wait_ms": 20},
-        "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 5, "reconnect_min_s": 0.2,
-                 "reconnect_max_s": 1},
-        "metrics": {"port": free_port()},
-        "queue": {"per_minute": 1000},
-    }
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-class DaemonProcess:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.log = log
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
-                                     stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
-
-    def terminate(self, timeout: float = 30) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -77,19 +32,6 @@ def results(mosquitto: Broker) -> Iterator[Subscriber]:
     sub = Subscriber(mosquitto, f"{BASE}/cameras/+/result", client_id=f"plc-{uuid.uuid4().hex[:6]}")
     yield sub
     sub.close()
-
-
-def unique_seqs(payloads: list[dict]) -> list[int]:
-    seen: dict[str, int] = {}
-    for p in payloads:
-        seen.setdefault(p["msg_id"], p["seq"])
-    return list(seen.values())
-
-
-def assert_gap_free(seqs: list[int], context: str) -> None:
-    assert seqs == sorted(seqs), f"out of order: {seqs} ({context})"
-    missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
-    assert not missing, f"missing seqs {missing} of {seqs[0]}..{seqs[-1]} ({context})"
 
 
 def test_results_are_schema_valid_and_status_goes_online_then_offline(daemon_env, results, tmp_path) -> None:
@@ -147,36 +89,6 @@ def test_sigkilled_daemon_leaves_offline_will_and_resumes_without_gaps(daemon_en
         if daemon.proc.poll() is None:
             daemon.kill()
     assert_gap_free(unique_seqs(payloads), f"daemon SIGKILL; log:\n{daemon.log_tail()}")
-
-
-def send_command(broker: Broker, verb: str, payload: bytes, timeout_s: float = 30) -> dict:
-    """Publish `cmd/{verb}` with a response topic + correlation data; return the reply that echoes it."""
-    replies: list[dict] = []
-    corr = uuid.uuid4().bytes
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hmi-{uuid.uuid4().hex[:6]}",
-                         protocol=mqtt.MQTTv5)
-
-    def on_message(_c, _u, msg) -> None:
-        if getattr(msg.properties, "CorrelationData", None) == corr:
-            replies.append(json.loads(msg.payload))
-
-    client.on_message = on_message
-    client.connect(broker.host, broker.port)
-    client.subscribe("hmi/replies", qos=1)
-    client.loop_start()
-    try:
-        time.sleep(0.3)
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic, props.CorrelationData = "hmi/replies", corr
-        client.publish(f"{BASE}/cmd/{verb}", payload, qos=1, properties=props)
-        deadline = time.monotonic() + timeout_s
-        while not replies and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    assert replies, f"no reply to {verb}"
-    return replies[0]
 
 
 def test_trigger_round_trips_part_id_and_malformed_commands_get_errors(tmp_path, tiny_model_dir, mosquitto,
