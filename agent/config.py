@@ -8,6 +8,7 @@ Every model forbids unknown keys so a typo is an error, never a silently ignored
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from contextvars import ContextVar
@@ -249,6 +250,46 @@ class CommandsConfig(_Section):
         return self
 
 
+class RecalibrationConfig(_Section):
+    golden_set: Path | None = Field(
+        default=None, description="Held-out Florence JSONL data set (folder or .jsonl) both models are judged on"
+    )
+    replay_data: Path | None = Field(
+        default=None, description="Earlier training data (Florence JSONL) replayed beside the queue, or null"
+    )
+    replay_ratio: float = Field(
+        default=1.0, ge=0, le=100, description="Replay frames per labelled queue frame (capped by replay_max)"
+    )
+    replay_max: int = Field(default=500, ge=0, description="At most this many replay frames per run")
+    min_labelled: int = Field(default=1, ge=1, description="Fewer labelled queue frames than this: nothing to learn")
+    ap_margin: float = Field(
+        default=0.02, ge=0, le=1, description="Gate: no class may lose more than this AP@[.5:.95] vs the current model"
+    )
+    target_precision: float = Field(
+        default=0.9, gt=0, le=1, description="Per-class thresholds are re-fitted to reach this precision"
+    )
+    target_recall: float | None = Field(
+        default=None, gt=0, le=1, description="Fit thresholds to this recall instead of a precision (null: precision)"
+    )
+    max_minutes: float = Field(default=60.0, gt=0, description="Training time budget of one run")
+    max_memory_mb: float | None = Field(
+        default=None, gt=0, description="Stop training above this peak memory (GPU: allocated; CPU: resident)"
+    )
+    epochs: int = Field(default=3, ge=1, le=1000, description="Training epochs over the snapshot")
+    batch_size: int = Field(default=4, ge=1, le=256, description="Training batch size")
+    lr: float = Field(default=1e-4, gt=0, le=1, description="Learning rate of the LoRA weights")
+    lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank of a first adapter (later runs keep theirs)")
+    lora_alpha: int = Field(default=16, ge=1, description="LoRA alpha of a first adapter")
+    seed: int = Field(default=0, description="Seed for replay sampling and training")
+    notify: Literal["mqtt", "none"] = Field(
+        default="none", description="After a promotion: publish cmd/reload over MQTT, or none (systemd reloads)"
+    )
+    publish_events: bool = Field(default=True, description="Send recalibration progress to the MQTT events topic")
+    work_dir: Path | None = Field(
+        default=None, description="Where runs write snapshots, adapters and reports (null: {state_dir}/recalibration)"
+    )
+
+
 def _check_backoff(low: float, high: float) -> None:
     if low > high:
         raise ValueError(f"reconnect_min_s ({low}) must not exceed reconnect_max_s ({high})")
@@ -300,6 +341,9 @@ class Settings(BaseSettings):
     queue: QueueConfig = Field(default_factory=QueueConfig, description="Low-confidence learning queue")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics endpoint")
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="MQTT command handling")
+    recalibration: RecalibrationConfig = Field(
+        default_factory=RecalibrationConfig, description="Recalibration runs (edge-inspect recalibrate)"
+    )
 
     @field_validator("device_id")
     @classmethod
@@ -368,11 +412,21 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
     """One `dotted.path: reason (got value)` line per pydantic error; secrets are never echoed."""
     lines = []
     for err in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in err["loc"]) or "<root>"
+        path = dotted_path(err["loc"])
         value = SECRET_MASK if path.rsplit(".", 1)[-1] in SECRET_KEYS else _mask_secrets(err.get("input"))
         reason = err["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {reason} (got {_short_repr(value)})")
     return lines
+
+
+def dotted_path(loc: tuple[int | str, ...]) -> str:
+    """`mqtt.tls.ca_file`, `cameras.0.name`; a key that is not a plain word is quoted (`mqtt[" ."]`) so that a
+    user's typo containing dots or spaces cannot make the path ambiguous."""
+    text = ""
+    for part in loc:
+        plain = isinstance(part, int) or re.fullmatch(r"[A-Za-z0-9_-]+", part) is not None
+        text += f".{part}" if plain else f"[{json.dumps(part)}]"
+    return text.lstrip(".") or "<root>"
 
 
 def _mask_secrets(value: Any) -> Any:

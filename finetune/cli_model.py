@@ -42,7 +42,7 @@ def tiny(
 @model_app.command("demo")
 def demo(
     out: Path = typer.Option(..., "--out", help="directory to write the trained demo model to"),
-    steps: int = typer.Option(600, "--steps", min=1, help="training steps (batch 16)"),
+    steps: int = typer.Option(500, "--steps", min=1, help="training steps (batch 16)"),
     seed: int = typer.Option(0, "--seed", help="seed for initialisation, synthetic frames and batches"),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0 = torch's default)"),
 ) -> None:
@@ -58,9 +58,11 @@ def demo(
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from transformers.utils import logging as hf_logging
 
     from finetune.tiny_train import build_demo_model
 
+    hf_logging.disable_progress_bar()  # one progress bar (ours), not one per save/load
     if threads:
         torch.set_num_threads(threads)
     columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -172,3 +172,40 @@ def build_tiny_model(
     processor.save_pretrained(out_dir)
     (out_dir / "classes.txt").write_text("\n".join(class_names) + "\n")
     return out_dir
+
+
+# Florence-2-base (florence-community/Florence-2-base): DaViT vision tower (the Florence2VisionConfig defaults) and a
+# BART-base-sized language model (768 wide, 6 + 6 layers) with a 51,289-token vocabulary, at 768 x 768.
+BASE_VOCAB = 51289
+BASE_IMAGE_SIZE = 768
+
+
+def build_base_config(tokenizer: BartTokenizerFast) -> Florence2Config:
+    """Florence-2-base sizes; the token ids come from `tokenizer`, whose vocabulary is padded up to 51,289 rows."""
+    vision = Florence2VisionConfig(projection_dim=768, drop_path_rate=0.0)
+    text = BartConfig(
+        vocab_size=BASE_VOCAB, d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+        decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id, dropout=0.0, attention_dropout=0.0,
+    )
+    return Florence2Config(vision_config=vision, text_config=text, image_token_id=tokenizer.image_token_id)
+
+
+def build_base_random_model(class_names: Sequence[str], out_dir: Path, seed: int = 0) -> Path:
+    """Randomly initialised Florence-2-base architecture (no hub access needed) for benchmarks; returns `out_dir`."""
+    if not class_names or any(not name.strip() for name in class_names):
+        raise ValueError(f"class names must be non-empty strings, got {list(class_names)!r}")
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(class_names)
+    processor = build_processor(tokenizer, TinySpec(image_size=BASE_IMAGE_SIZE, patch_strides=(4, 2, 2, 2)))
+    model = Florence2ForConditionalGeneration(build_base_config(tokenizer))
+    model.generation_config.num_beams = 1
+    model.generation_config.do_sample = False
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    (out_dir / "classes.txt").write_text("\n".join(class_names) + "\n")
+    return out_dir

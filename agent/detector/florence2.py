@@ -83,6 +83,9 @@ def pick_device(requested: str) -> torch.device:
 class Florence2Detector:
     """Batched Florence-2 `<OD>` detector. `detect(frames)` -> one `Detections` per BGR frame."""
 
+    # Full-vocab id -> column of the log-probs `generate` returns; None: the columns are the full vocabulary.
+    score_columns: torch.Tensor | None = None
+
     def __init__(
         self,
         model: str | Path,
@@ -110,7 +113,8 @@ class Florence2Detector:
 
         try:
             processor = AutoProcessor.from_pretrained(source)
-            model = Florence2ForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
+            # use_safetensors: a pickle checkpoint (pytorch_model.bin) can run code when loaded; never fall back to it
+            model = Florence2ForConditionalGeneration.from_pretrained(source, dtype=self.dtype, use_safetensors=True)
         except (OSError, ValueError) as exc:
             raise DetectorError(f"could not load Florence-2 from {source!r}: {exc}") from exc
         return processor, model
@@ -136,15 +140,7 @@ class Florence2Detector:
     # ----- inference ------------------------------------------------------------------------------------------------
     def preprocess(self, frames: Sequence[npt.NDArray[np.uint8]]) -> torch.Tensor:
         """BGR frames -> normalised pixel tensor (resize with bicubic, like the CLIP image processor)."""
-        ip = self.processor.image_processor
-        mean = np.asarray(ip.image_mean, dtype=np.float32)
-        std = np.asarray(ip.image_std, dtype=np.float32)
-        batch = []
-        for i, frame in enumerate(frames):
-            rgb = cv2.cvtColor(check_frame(frame, i), cv2.COLOR_BGR2RGB)
-            resized = cv2.resize(rgb, self.image_size, interpolation=cv2.INTER_CUBIC)
-            batch.append((resized.astype(np.float32) * float(ip.rescale_factor) - mean) / std)
-        pixels = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
+        pixels = torch.from_numpy(preprocess_frames(frames, self.processor.image_processor, self.image_size))
         return pixels.to(self.device, self.dtype)
 
     def generate(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,11 +178,25 @@ class Florence2Detector:
         if not self.options.constrained:
             text = self.processor.tokenizer.decode(tokens, skip_special_tokens=False)
             return Detections.from_loc_text(text, self.class_names, size, strict=False)
-        boxes = score_sequence(tokens, log_probs, self.grammar, self.options.loc_window)
+        boxes = score_sequence(tokens, log_probs, self.grammar, self.options.loc_window, self.score_columns)
         return Detections(
             bins_to_xyxy(np.array([b.bins for b in boxes]).reshape(-1, 4), size),
             [b.class_id for b in boxes], [b.score for b in boxes], self.class_names, size,
         )
+
+
+def preprocess_frames(
+    frames: Sequence[npt.NDArray[np.uint8]], image_processor: Any, size: tuple[int, int]
+) -> npt.NDArray[np.float32]:
+    """BGR frames -> normalised N x 3 x H x W float32 (bicubic resize like the CLIP processor); `size` = (w, h)."""
+    mean = np.asarray(image_processor.image_mean, dtype=np.float32)
+    std = np.asarray(image_processor.image_std, dtype=np.float32)
+    batch = []
+    for i, frame in enumerate(frames):
+        rgb = cv2.cvtColor(check_frame(frame, i), cv2.COLOR_BGR2RGB)
+        resized = cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC)
+        batch.append((resized.astype(np.float32) * float(image_processor.rescale_factor) - mean) / std)
+    return np.ascontiguousarray(np.stack(batch).transpose(0, 3, 1, 2))
 
 
 def merge_adapter(model: Any, adapter: Path, base_source: str) -> Any:
@@ -197,8 +207,12 @@ def merge_adapter(model: Any, adapter: Path, base_source: str) -> Any:
         raise DetectorError(f"adapter directory {adapter} has no adapter_config.json")
     if not (adapter / "adapter_model.safetensors").is_file():
         raise DetectorError(f"adapter {adapter} has no adapter_model.safetensors (only safetensors are loaded)")
+    from safetensors import SafetensorError
+
     try:
         merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    except SafetensorError as exc:  # garbage or truncated weights file: refuse it like any other bad adapter
+        raise DetectorError(f"adapter {adapter}: adapter_model.safetensors is not readable safetensors: {exc}") from exc
     except (RuntimeError, ValueError, KeyError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DetectorError(f"adapter {adapter} does not fit base model {base_source}: {first_line}") from exc

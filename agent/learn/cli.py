@@ -1,4 +1,4 @@
-"""`edge-inspect queue ...`: inspect and export the low-confidence learning queue."""
+"""`edge-inspect queue ...`: inspect, export and re-import (after review) the low-confidence learning queue."""
 
 from __future__ import annotations
 
@@ -135,6 +135,26 @@ def export(
     with _queue(state_dir, config) as queue:
         target = queue.export(out, format.value, [s.value for s in status], min_score)
     typer.echo(f"wrote {target}")
+
+
+@queue_app.command("import")
+def import_review(
+    file: Path = typer.Argument(..., help="Reviewed annotations: COCO annotations.json or Florence *.jsonl"),
+    format: Format | None = typer.Option(None, "--format", "-f", help="coco or jsonl (default: from the suffix)"),
+    state_dir: Path | None = StateDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Mark frames labelled with the reviewed boxes (or rejected); frames not in the file stay as they are."""
+    from agent.learn.review import ReviewError, apply_review, read_review
+
+    fmt = format.value if format else ("jsonl" if file.suffix == ".jsonl" else "coco")
+    with _queue(state_dir, config) as queue:
+        try:
+            counts = apply_review(queue, read_review(file, fmt), file)
+        except (ReviewError, FileNotFoundError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+    typer.echo(f"imported {file}: {counts['labelled']} labelled, {counts['rejected']} rejected")
 
 
 @queue_app.command("purge")

@@ -305,6 +305,20 @@ class LearningQueue:
                              (status, None if labels is None else detections_to_json(labels), entry_id))
         return self.get(entry_id)
 
+    def set_statuses(self, updates: Sequence[tuple[int, EntryStatus, Detections | None]]) -> None:
+        """Several review outcomes in one transaction (a reviewed file is imported whole or not at all)."""
+        bad = [status for _, status, _ in updates if status not in STATUSES]
+        if bad:
+            raise QueueError(f"status {bad[0]!r}: must be one of {list(STATUSES)}")
+        rows = [(status, None if labels is None else detections_to_json(labels), entry_id)
+                for entry_id, status, labels in updates]
+        with self._lock, self._db:
+            missing = [entry_id for _, _, entry_id in rows
+                       if self._db.execute("SELECT 1 FROM entries WHERE id = ?", (entry_id,)).fetchone() is None]
+            if missing:
+                raise QueueError(f"no queue entry with id {missing[0]}")
+            self._db.executemany("UPDATE entries SET status = ?, labels = ? WHERE id = ?", rows)
+
     def depth(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])

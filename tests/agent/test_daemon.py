@@ -46,7 +46,7 @@ def test_results_are_schema_valid_and_status_goes_online_then_offline(daemon_env
             assert payload["device"] == DEVICE and payload["camera"] == "cam0" and payload["model"] == "model"
         assert_gap_free(unique_seqs(payloads), "steady stream")
         assert daemon.terminate() == 0, daemon.log_tail()
-        states = status.wait_for(lambda p: p and p[-1]["state"] == "offline", timeout_s=10)
+        states = status.wait_for(lambda p: bool(p) and p[-1]["state"] == "offline", timeout_s=10)
         assert [s["state"] for s in states][:1] == ["online"] and states[-1]["state"] == "offline"
     finally:
         status.close()
@@ -78,7 +78,7 @@ def test_sigkilled_daemon_leaves_offline_will_and_resumes_without_gaps(daemon_en
     try:
         assert len(results.wait_for(lambda p: len(p) >= 5, timeout_s=90)) >= 5, daemon.log_tail()
         daemon.kill()  # no clean disconnect: the broker publishes the will after ~1.5 x keepalive
-        states = status.wait_for(lambda p: p and p[-1]["state"] == "offline", timeout_s=20)
+        states = status.wait_for(lambda p: bool(p) and p[-1]["state"] == "offline", timeout_s=20)
         assert states[-1]["state"] == "offline"
         last = max(p["seq"] for p in results.payloads())
         daemon = DaemonProcess(config, tmp_path / "daemon.log")

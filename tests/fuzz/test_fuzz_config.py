@@ -6,6 +6,8 @@ of the setting at fault, and a mutated setting that is refused is named (itself,
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -83,7 +85,9 @@ def set_path(document: dict[str, Any], path: tuple[str, ...], value: Any) -> Non
 
 def related(error_path: str, mutated: tuple[str, ...]) -> bool:
     """The error is about the mutated setting, something inside it, or the section (or list item) holding it."""
-    parts = [p for p in error_path.split(".") if not p.isdigit()]
+    tokens = re.findall(r'\[("(?:[^"\\]|\\.)*")\]|([^.\[\]]+)', error_path)
+    parts = [json.loads(quoted) if quoted else plain for quoted, plain in tokens]
+    parts = [p for p in parts if not p.isdigit()]
     return parts[: len(mutated)] == list(mutated[: len(parts)])
 
 
