@@ -33,12 +33,13 @@ def demo(
     """Run the daemon on a synthetic camera against a private broker and print its results."""
     from agent.devbroker import Broker, free_port
 
-    ensure_demo_model(model, steps)
+    thresholds = ensure_demo_model(model, steps)
+    typer.echo(f"per-class thresholds: {thresholds}")
     with tempfile.TemporaryDirectory(prefix="edge-inspect-demo-") as tmp:
         broker = Broker(workdir=Path(tmp) / "broker")
         broker.start()
         typer.echo(f"mosquitto listening on 127.0.0.1:{broker.port}")
-        config = write_demo_config(Path(tmp), model, broker.port, free_port(), fps)
+        config = write_demo_config(Path(tmp), model, broker.port, free_port(), fps, thresholds)
         try:
             count = run_daemon_and_print(config, broker, seconds)
         finally:
@@ -48,24 +49,52 @@ def demo(
         raise typer.Exit(code=1)
 
 
-def ensure_demo_model(model: Path, steps: int) -> None:
-    """Reuse a trained demo model, else train one now (a few minutes on two CPU cores)."""
+def ensure_demo_model(model: Path, steps: int) -> dict[str, float]:
+    """Reuse a trained demo model, else train one now; returns its per-class thresholds (fitted once, kept)."""
     if (model / "demo_metrics.json").is_file() and (model / "model.safetensors").is_file():
         typer.echo(f"using demo model {model} ({json.loads((model / 'demo_metrics.json').read_text())['steps']} "
                    "training steps)")
-        return
-    typer.echo(f"training the demo model into {model} ({steps} steps; reused next time)")
-    from finetune.cli_model import demo as train_demo_model
+    else:
+        typer.echo(f"training the demo model into {model} ({steps} steps; reused next time)")
+        from finetune.cli_model import demo as train_demo_model
 
-    train_demo_model(out=model, steps=steps, seed=0, threads=0)
+        train_demo_model(out=model, steps=steps, seed=0, threads=0)
+    thresholds_file = model / "thresholds.json"
+    if not thresholds_file.is_file():
+        thresholds_file.write_text(json.dumps(fit_demo_thresholds(model), indent=2) + "\n")
+    return {k: float(v) for k, v in json.loads(thresholds_file.read_text()).items()}
 
 
-def write_demo_config(tmp: Path, model: Path, broker_port: int, metrics_port: int, fps: float) -> Path:
+def fit_demo_thresholds(model: Path, frames: int = 48, target_recall: float = 0.5) -> dict[str, float]:
+    """Per-class thresholds at `target_recall` on unseen synthetic frames (a seed training never used).
+
+    The tiny demo model is far less sure of itself than a real fine-tuned Florence-2 (its correct boxes score
+    ~0.1-0.2), so the default threshold of 0.5 would pass every frame; a real box gets its thresholds from a
+    recalibration run on its own line instead.
+    """
+    from agent.capture.synthetic import SyntheticGenerator
+    from agent.detector.florence2 import Florence2Detector
+    from calibration.thresholds import fit_thresholds, thresholds_of
+    from finetune.evaluate import class_pr_data
+
+    typer.echo(f"fitting per-class thresholds for recall {target_recall} on {frames} unseen synthetic frames")
+    detector = Florence2Detector(model, class_names=DEMO_CLASSES)
+    size = detector.image_size[0]
+    truth = SyntheticGenerator(seed=424242, size=size, classes=DEMO_CLASSES).frames(frames)
+    predictions = [d for i in range(0, frames, 8) for d in detector.detect([f.image for f in truth[i : i + 8]])]
+    pr = class_pr_data([f.detections for f in truth], predictions, DEMO_CLASSES)
+    return thresholds_of(fit_thresholds(pr, target_recall, "recall", fallback=0.5))
+
+
+def write_demo_config(tmp: Path, model: Path, broker_port: int, metrics_port: int, fps: float,
+                      thresholds: dict[str, float]) -> Path:
     config: dict[str, Any] = {
         "device_id": "demo-box",
         "state_dir": str(tmp / "state"),
-        "model": {"path": str(model.resolve()), "classes": DEMO_CLASSES, "max_new_tokens": 40},
-        "cameras": [{"name": "cam0", "source": "synthetic:seed=7", "fps": fps, "mode": "free-run"}],
+        "model": {"path": str(model.resolve()), "classes": DEMO_CLASSES, "max_new_tokens": 40,
+                  "thresholds": thresholds, "uncertain_band": 0.02},
+        # a seed the demo model never trained on, at the resolution it was trained at
+        "cameras": [{"name": "cam0", "source": "synthetic:seed=2026,size=128,max_defects=2", "fps": fps}],
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "prefix": "edge-inspect"},
         "metrics": {"port": metrics_port},
         "log_level": "warning",
