@@ -4,7 +4,7 @@ Both sides see the same frames (synthetic frames written once as PNG and replaye
 model and batch size. The daemon side runs the real pipeline in-process: capture worker -> batcher -> detector ->
 decide -> SQLite outbox -> MQTT (a private Mosquitto) + learning queue. Goal: pipeline >= 0.95 x bare detector.
 
-    .venv/bin/python bench/pipeline.py --model models/demo --seconds 30
+    .venv/bin/python -m bench.pipeline --model models/demo --seconds 30
 """
 
 from __future__ import annotations
