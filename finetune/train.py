@@ -428,6 +428,7 @@ def fingerprint(model_dir: Path, data_hash: str, config: TrainConfig, init_adapt
 
 def check_resumable(run_dir: Path, expected: dict[str, Any]) -> None:
     saved = json.loads((run_dir / "config.json").read_text()).get("fingerprint", {})
+    expected = json.loads(json.dumps(expected))  # compare as stored: tuples come back from JSON as lists
     differ = sorted(k for k in expected if saved.get(k) != expected[k])
     if differ:
         raise TrainError(f"cannot resume {run_dir}: {differ} differ from the interrupted run "

@@ -29,9 +29,9 @@ def frames(seed: int, count: int) -> list[SyntheticFrame]:
 
 
 def localising_base(out: Path) -> Path:
-    """A tiny Florence-2 pre-trained (tiny recipe, 100 steps) on frames of seed 7: it localises, roughly."""
+    """A tiny Florence-2 pre-trained (tiny recipe, 150 steps) on frames of seed 7: it localises, roughly."""
     model_dir = build_tiny_model(CLASSES, out, TinySpec(image_size=SIZE, patch_strides=(4, 2, 1)))
-    train_tiny(model_dir, frames(7, 16), TinyTrainConfig(steps=100, batch_size=8, lr=2e-3, flip=False,
+    train_tiny(model_dir, frames(7, 16), TinyTrainConfig(steps=150, batch_size=8, lr=2e-3, flip=False,
                                                          aligned_init=True, threads=2))
     return model_dir
 
