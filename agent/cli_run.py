@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from agent.config import Settings
 
 
 def run(config: Path = typer.Option(..., "--config", "-c", help="YAML config file")) -> None:
     """Run the inspection daemon (SIGTERM drains and exits 0, SIGHUP reloads config and model)."""
-    from agent.config import ConfigError, load_settings
     from agent.daemon import Daemon
     from agent.detector.base import DetectorError
     from agent.health.logging import configure_logging
     from agent.store import StoreError
 
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        typer.echo(f"invalid config {exc.source}:", err=True)
-        for line in exc.errors:
-            typer.echo(f"  {line}", err=True)
-        raise typer.Exit(code=2) from None
+    settings = load_settings_or_exit(config)
     configure_logging(settings.log_level)
     try:
         Daemon(settings, config_path=config).run()
@@ -46,13 +43,20 @@ def check_config(
         typer.echo("error: --config is required (or --reference)", err=True)
         raise typer.Exit(code=2)
 
-    from agent.config import ConfigError, dump_settings, load_settings
+    from agent.config import dump_settings
+
+    settings = load_settings_or_exit(config)
+    typer.echo(yaml.safe_dump(dump_settings(settings), sort_keys=False), nl=False)
+
+
+def load_settings_or_exit(config: Path) -> Settings:
+    """The validated settings, or every problem on stderr (one `path: reason` line each) and exit code 2."""
+    from agent.config import ConfigError, load_settings
 
     try:
-        settings = load_settings(config)
+        return load_settings(config)
     except ConfigError as exc:
         typer.echo(f"invalid config {exc.source}:", err=True)
         for line in exc.errors:
             typer.echo(f"  {line}", err=True)
         raise typer.Exit(code=2) from None
-    typer.echo(yaml.safe_dump(dump_settings(settings), sort_keys=False), nl=False)

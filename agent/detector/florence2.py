@@ -18,10 +18,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from agent.detections import Detections, bins_to_xyxy
+from agent.detections import Detections
 from agent.detector.base import DetectorError, check_frame
 from agent.detector.constraints import OdGrammar, OdLogitsProcessor
-from agent.detector.scoring import DEFAULT_LOC_WINDOW, constrained_log_probs, score_sequence
+from agent.detector.scoring import DEFAULT_LOC_WINDOW, constrained_log_probs, scored_detections
 
 TASK = "<OD>"
 
@@ -178,11 +178,7 @@ class Florence2Detector:
         if not self.options.constrained:
             text = self.processor.tokenizer.decode(tokens, skip_special_tokens=False)
             return Detections.from_loc_text(text, self.class_names, size, strict=False)
-        boxes = score_sequence(tokens, log_probs, self.grammar, self.options.loc_window, self.score_columns)
-        return Detections(
-            bins_to_xyxy(np.array([b.bins for b in boxes]).reshape(-1, 4), size),
-            [b.class_id for b in boxes], [b.score for b in boxes], self.class_names, size,
-        )
+        return scored_detections(tokens, log_probs, self.grammar, self.options.loc_window, self.score_columns, size)
 
 
 def preprocess_frames(

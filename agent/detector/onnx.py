@@ -22,12 +22,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from agent.detections import Detections, bins_to_xyxy
+from agent.detections import Detections
 from agent.detector.base import DetectorError
 from agent.detector.constraints import OdGrammar
 from agent.detector.florence2 import DetectorOptions, pick_device, preprocess_frames
 from agent.detector.greedy import DecodeLimits, SlicedVocab, greedy_decode
-from agent.detector.scoring import score_sequence
+from agent.detector.scoring import scored_detections
 
 GRAPHS = ("vision_encoder", "encoder_model", "decoder_model_with_past")
 MANIFEST = "export.json"
@@ -185,9 +185,5 @@ class OnnxDetector:
     def _to_detections(self, tokens: list[int], log_probs: npt.NDArray[np.float32],
                        frame: npt.NDArray[np.uint8]) -> Detections:
         size = (int(frame.shape[1]), int(frame.shape[0]))
-        boxes = score_sequence(tokens, torch.from_numpy(np.ascontiguousarray(log_probs)), self.grammar,
-                               self.options.loc_window, self.vocab.columns_tensor)
-        return Detections(
-            bins_to_xyxy(np.array([b.bins for b in boxes]).reshape(-1, 4), size),
-            [b.class_id for b in boxes], [b.score for b in boxes], self.class_names, size,
-        )
+        return scored_detections(tokens, torch.from_numpy(np.ascontiguousarray(log_probs)), self.grammar,
+                                 self.options.loc_window, self.vocab.columns_tensor, size)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from agent.detections import Detections, bins_to_xyxy
 from agent.detector.constraints import GROUP, LABEL, LOC, OdGrammar, RowState
 
 DEFAULT_LOC_WINDOW = 8
@@ -74,6 +75,18 @@ def score_sequence(
     return boxes
 
 
+def scored_detections(
+    tokens: list[int], log_probs: torch.Tensor, grammar: OdGrammar, loc_window: int, columns: torch.Tensor | None,
+    image_size: tuple[int, int],
+) -> Detections:
+    """`score_sequence` turned into `Detections` on a frame of `image_size` (what every backend returns)."""
+    boxes = score_sequence(tokens, log_probs, grammar, loc_window, columns)
+    return Detections(
+        bins_to_xyxy(np.array([b.bins for b in boxes]).reshape(-1, 4), image_size),
+        [b.class_id for b in boxes], [b.score for b in boxes], grammar.class_names, image_size,
+    )
+
+
 def _window_mass(step_log_probs: torch.Tensor, loc_ids: torch.Tensor, chosen_bin: int, window: int) -> float:
     lo, hi = max(0, chosen_bin - window), min(len(loc_ids), chosen_bin + window + 1)
     return float(torch.exp(step_log_probs[loc_ids[lo:hi]]).sum().clamp(max=1.0))
@@ -89,4 +102,5 @@ def _finish_box(
     return ScoredBox(class_id, bins, float(np.exp(label_logp)) * geo)  # type: ignore[arg-type]
 
 
-__all__ = ["DEFAULT_LOC_WINDOW", "LABEL", "LOC", "ScoredBox", "constrained_log_probs", "score_sequence"]
+__all__ = ["DEFAULT_LOC_WINDOW", "LABEL", "LOC", "ScoredBox", "constrained_log_probs", "score_sequence",
+           "scored_detections"]
