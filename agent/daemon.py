@@ -99,6 +99,8 @@ class Inspected:
     detections: Detections  # every box the detector returned (the learning queue wants the unsure ones too)
     decision: Decision
     latency_ms: float
+    model: str  # version of the detector that produced it (a reload may swap the detector meanwhile)
+    thresholds: Thresholds  # the thresholds the decision used
 
 
 class Daemon:
@@ -221,7 +223,8 @@ class Daemon:
         seconds = time.perf_counter() - t0
         self.metrics.observe_batch(seconds, len(batch))
         latency_ms = seconds * 1e3 / len(batch)
-        return [Inspected(f, d, decide(d, thresholds), latency_ms) for f, d in zip(batch, results, strict=True)]
+        return [Inspected(f, d, decide(d, thresholds), latency_ms, detector.version, thresholds)
+                for f, d in zip(batch, results, strict=True)]
 
     def _inspect_alone(self, detector: Detector, thresholds: Thresholds, frame: Frame) -> list[Inspected]:
         t0 = time.perf_counter()
@@ -231,7 +234,8 @@ class Daemon:
             log.warning("frame skipped", camera=frame.camera, frame_id=frame.frame_id, error=str(exc))
             self.metrics.pipeline_dropped.labels(camera=frame.camera).inc()
             return []
-        return [Inspected(frame, dets, decide(dets, thresholds), (time.perf_counter() - t0) * 1e3)]
+        latency_ms = (time.perf_counter() - t0) * 1e3
+        return [Inspected(frame, dets, decide(dets, thresholds), latency_ms, detector.version, thresholds)]
 
     def publish_result(self, item: Inspected) -> int | None:
         """Store the result in the outbox (then MQTT delivers it); returns its seq, None if it could not be stored."""
@@ -241,7 +245,7 @@ class Daemon:
         def payload(seq: int, msg_id: str) -> dict[str, Any]:
             return build_result(
                 seq=seq, msg_id=msg_id, device=self.settings.device_id, camera=f.camera, frame_id=f.frame_id,
-                part_id=f.part_id, captured_at=f.captured_at, model=self.detector.version,
+                part_id=f.part_id, captured_at=f.captured_at, model=item.model,
                 verdict=item.decision.verdict, detections=item.decision.defects, latency_ms=item.latency_ms,
             )
 
@@ -259,10 +263,9 @@ class Daemon:
         return seq
 
     def sample_for_learning(self, item: Inspected) -> None:
-        limits = {name: self.thresholds.per_class.get(name, self.thresholds.default)
-                  for name in item.detections.class_names}
+        limits = item.thresholds.for_classes(item.detections.class_names)
         evicted_before = self.queue.stats["evicted"]
-        offered = self.queue.offer(item.frame, item.detections, limits, model=self.detector.version)
+        offered = self.queue.offer(item.frame, item.detections, limits, model=item.model)
         if offered.entry is not None:
             log.info("frame queued for learning", camera=item.frame.camera, entry=offered.entry.id)
         if self.queue.stats["evicted"] > evicted_before:  # the disk budget is full: reviewers are falling behind

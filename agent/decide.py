@@ -7,7 +7,7 @@ already fails it. The line's PLC decides what `uncertain` means (re-inspect, div
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,9 +26,16 @@ class Thresholds:
     default: float = 0.5
     band: float = 0.1
 
+    def of(self, label: str) -> float:
+        return self.per_class.get(label, self.default)
+
+    def for_classes(self, class_names: Sequence[str]) -> dict[str, float]:
+        """The threshold of every class, e.g. for the learning queue's samplers."""
+        return {name: self.of(name) for name in class_names}
+
     def for_detections(self, dets: Detections) -> np.ndarray:
         """The threshold that applies to each box of `dets`."""
-        return np.array([self.per_class.get(label, self.default) for label in dets.labels], dtype=np.float32)
+        return np.array([self.of(label) for label in dets.labels], dtype=np.float32)
 
 
 @dataclass(frozen=True)

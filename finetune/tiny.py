@@ -151,8 +151,7 @@ def build_tiny_model(
     class_names: Sequence[str], out_dir: Path, spec: TinySpec | None = None
 ) -> Path:
     """Build, initialise and save a tiny Florence-2 for `class_names` into `out_dir`; returns `out_dir`."""
-    if not class_names or any(not name.strip() for name in class_names):
-        raise ValueError(f"class names must be non-empty strings, got {list(class_names)!r}")
+    check_class_names(class_names)
     spec = spec or TinySpec()
     torch.manual_seed(spec.seed)
     tokenizer = build_tokenizer(class_names)
@@ -163,10 +162,20 @@ def build_tiny_model(
         with torch.no_grad():
             embeddings: torch.nn.Embedding = model.get_input_embeddings()  # type: ignore[assignment]
             embeddings.weight[loc_ids] = sinusoidal_loc_embeddings(spec.d_model)
+    model.generation_config.max_new_tokens = 64
+    return save_model(model, processor, class_names, Path(out_dir))
+
+
+def check_class_names(class_names: Sequence[str]) -> None:
+    if not class_names or any(not name.strip() for name in class_names):
+        raise ValueError(f"class names must be non-empty strings, got {list(class_names)!r}")
+
+
+def save_model(model: Florence2ForConditionalGeneration, processor: Florence2Processor, class_names: Sequence[str],
+               out_dir: Path) -> Path:
+    """Greedy generation defaults, then the `save_pretrained` layout plus `classes.txt`; returns `out_dir`."""
     model.generation_config.num_beams = 1
     model.generation_config.do_sample = False
-    model.generation_config.max_new_tokens = 64
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
@@ -195,17 +204,9 @@ def build_base_config(tokenizer: BartTokenizerFast) -> Florence2Config:
 
 def build_base_random_model(class_names: Sequence[str], out_dir: Path, seed: int = 0) -> Path:
     """Randomly initialised Florence-2-base architecture (no hub access needed) for benchmarks; returns `out_dir`."""
-    if not class_names or any(not name.strip() for name in class_names):
-        raise ValueError(f"class names must be non-empty strings, got {list(class_names)!r}")
+    check_class_names(class_names)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(class_names)
     processor = build_processor(tokenizer, TinySpec(image_size=BASE_IMAGE_SIZE, patch_strides=(4, 2, 2, 2)))
     model = Florence2ForConditionalGeneration(build_base_config(tokenizer))
-    model.generation_config.num_beams = 1
-    model.generation_config.do_sample = False
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    (out_dir / "classes.txt").write_text("\n".join(class_names) + "\n")
-    return out_dir
+    return save_model(model, processor, class_names, Path(out_dir))

@@ -35,6 +35,8 @@ import numpy.typing as npt
 import torch
 
 from agent.detections import LOC_BINS, Detections
+from agent.detector.base import DetectorError
+from agent.detector.florence2 import pick_device as detector_device
 from agent.store import base_identity, utc_now, weights_digests, write_json_atomic
 from finetune.data.dataset import Dataset, Sample
 from finetune.lora import (
@@ -236,11 +238,11 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device 'cuda' requested but torch sees no CUDA device")
-    return torch.device(requested)
+    """The detector's device rule (auto = cuda when available), reported as a training error."""
+    try:
+        return detector_device(requested)
+    except DetectorError as exc:
+        raise TrainError(str(exc)) from None
 
 
 # ----- checkpoints --------------------------------------------------------------------------------------------------
