@@ -26,7 +26,7 @@ demo-model: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check agent finetune calibration tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not faults"

@@ -20,11 +20,19 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="YAML config fil
 
     settings = load_settings_or_exit(config)
     configure_logging(settings.log_level)
+    quiet_model_loading()
     try:
         Daemon(settings, config_path=config).run()
     except (DetectorError, StoreError) as exc:  # nothing safe to inspect with: exit; systemd retries later
         typer.echo(f"error: cannot load the model: {exc}", err=True)
         raise typer.Exit(code=1) from None
+
+
+def quiet_model_loading() -> None:
+    """No transformers progress bars in the daemon's output: the journal wants one JSON object per line."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def check_config(

@@ -1,9 +1,10 @@
 """The daemon: capture workers -> batcher -> detector -> decide -> outbox/MQTT + learning queue.
 
-The loop is a sequence of named steps (`collect_batch`, `inspect`, `publish_result`, `sample_for_learning`,
-`report_health`) run by one inference thread; capture, MQTT and commands run on their own threads so a slow detector
-never blocks capture (frames are dropped and counted instead) and a dead broker never blocks inference (results
-wait in the SQLite outbox).
+The loop is a sequence of named steps: the inference thread runs `collect_batch` and `inspect`, then hands each
+inspected batch to the results stage (its own thread), which runs `publish_results`, `sample_for_learning` and
+`report_health`. Capture, MQTT and commands run on their own threads too, so a slow detector never blocks capture
+(frames are dropped and counted instead), a dead broker never blocks inference (results wait in the SQLite outbox),
+and inference never waits for an outbox fsync (the results stage does, at most `RESULTS_PENDING` batches behind).
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ from agent.learn.queue import LearningQueue
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import Outbox, OutboxError, OutboxFull
 from agent.publish.result import build_result
+from agent.stage import Stage
 from agent.store import ModelStore, StoreError
 
 log = structlog.get_logger("agent.daemon")
 
 BATCH_POLL_S = 0.2  # how long the inference loop waits for a first frame before checking for stop/reload
 LOOP_MAX_AGE_S = 30.0  # a loop that has not gone round for this long is reported dead to the watchdog
+RESULTS_PENDING = 2  # inspected batches waiting for the results stage before inference waits for it
 RECALIBRATE_REQUEST = "recalibrate.request"  # picked up by edge-inspect-recalibrate.path
 
 
@@ -120,6 +123,8 @@ class Daemon:
         self.workers: dict[str, CaptureWorker] = {}
         self._swap_lock = threading.Lock()
         self.inference_beat = self.watchdog.register("inference", max_age_s=LOOP_MAX_AGE_S)
+        self.results: Stage[list[Inspected]] = Stage(
+            "results", self.finish_batch, RESULTS_PENDING, self.watchdog.register("results", LOOP_MAX_AGE_S))
 
     # ----- start-up --------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,6 +141,7 @@ class Daemon:
                                        on_command=self._submit_command)
         self.router = self._build_router()
         self.publisher.start()
+        self.results.start()
         self.router.start()
         self._start_cameras()
         self._start_health()
@@ -200,11 +206,15 @@ class Daemon:
         batch = self.collect_batch()
         if not batch:
             return 0
-        for item in self.inspect(batch):
-            self.publish_result(item)
+        self.results.put(self.inspect(batch))
+        return len(batch)
+
+    def finish_batch(self, items: list[Inspected]) -> None:
+        """The results stage: store and publish the batch's results, offer its frames for learning, update gauges."""
+        self.publish_results(items)
+        for item in items:
             self.sample_for_learning(item)
         self.report_health()
-        return len(batch)
 
     def collect_batch(self) -> list[Frame]:
         b = self.settings.batch
@@ -237,10 +247,28 @@ class Daemon:
         latency_ms = (time.perf_counter() - t0) * 1e3
         return [Inspected(frame, dets, decide(dets, thresholds), latency_ms, detector.version, thresholds)]
 
-    def publish_result(self, item: Inspected) -> int | None:
-        """Store the result in the outbox (then MQTT delivers it); returns its seq, None if it could not be stored."""
+    def publish_results(self, items: list[Inspected]) -> list[int | None]:
+        """Store the batch's results in the outbox in one transaction (then MQTT delivers them); returns each one's
+        seq, None for a result that could not be stored (logged; the outbox alarm tells the line)."""
+        entries = [(self.publisher.topics.result(item.frame.camera), self._result_payload(item)) for item in items]
+        stored = self.outbox.append_many(entries)
+        seqs: list[int | None] = []
+        for item, outcome in zip(items, stored, strict=True):
+            f = item.frame
+            if isinstance(outcome, OutboxError):
+                reason = "outbox full" if isinstance(outcome, OutboxFull) else "outbox error"
+                log.error(f"result not stored: {reason}", camera=f.camera, frame_id=f.frame_id, error=str(outcome))
+                seqs.append(None)
+                continue
+            self.metrics.results.labels(camera=f.camera, verdict=item.decision.verdict).inc()
+            log.debug("result", camera=f.camera, seq=outcome[0], msg_id=outcome[1], verdict=item.decision.verdict)
+            seqs.append(outcome[0])
+        if any(seq is not None for seq in seqs):
+            self.publisher.wake()
+        return seqs
+
+    def _result_payload(self, item: Inspected) -> Callable[[int, str], dict[str, Any]]:
         f = item.frame
-        topic = self.publisher.topics.result(f.camera)
 
         def payload(seq: int, msg_id: str) -> dict[str, Any]:
             return build_result(
@@ -249,18 +277,7 @@ class Daemon:
                 verdict=item.decision.verdict, detections=item.decision.defects, latency_ms=item.latency_ms,
             )
 
-        try:
-            seq, msg_id = self.outbox.append(topic, payload)
-        except OutboxFull as exc:  # the publisher raises the alarm event; the line still gets the next results
-            log.error("result not stored: outbox full", camera=f.camera, frame_id=f.frame_id, error=str(exc))
-            return None
-        except OutboxError as exc:
-            log.error("result not stored: outbox error", camera=f.camera, frame_id=f.frame_id, error=str(exc))
-            return None
-        self.publisher.wake()
-        self.metrics.results.labels(camera=f.camera, verdict=item.decision.verdict).inc()
-        log.debug("result", camera=f.camera, seq=seq, msg_id=msg_id, verdict=item.decision.verdict)
-        return seq
+        return payload
 
     def sample_for_learning(self, item: Inspected) -> None:
         limits = item.thresholds.for_classes(item.detections.class_names)
@@ -359,6 +376,7 @@ class Daemon:
             worker.stop(timeout=2.0)
         while self.step():
             pass
+        self.results.close()
         self.watchdog.stop()
         self.router.stop()
         self.publisher.stop()

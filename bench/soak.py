@@ -135,6 +135,7 @@ def summarise(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warmup_s = 60 * (args.warmup_minutes if args.warmup_minutes is not None else min(5.0, args.minutes * 0.2))
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         work = Path(tmp)
         model = args.model or build_tiny(work / "model")
@@ -154,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": args.machine, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(), "minutes": args.minutes, "warmup_s": warmup_s, "fps": args.fps,
-        "frame_size": args.size, "crashed": crashed, "exit_code": exit_code,
+        "frame_size": args.size, "model": str(args.model) if args.model else "tiny (random init)",
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "crashed": crashed, "exit_code": exit_code,
         "summary": summarise(samples, warmup_s) if samples else {"error": "no samples"},
         "samples": samples, "log_tail": log_tail if crashed or exit_code else [],
     }

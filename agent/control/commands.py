@@ -133,10 +133,13 @@ class HmacAuthenticator:
 
 
 # ----- parsing and validation --------------------------------------------------------------------------------------
+JSON_WHITESPACE = " \t\r\n"  # RFC 8259's whitespace; a payload of nothing else means `{}`
+
+
 def parse_payload(verb: str, payload: bytes, model: type[_Command]) -> _Command:
     """The validated command model, or CommandError naming the bad field."""
     try:
-        text = payload.decode("utf-8").strip()
+        text = payload.decode("utf-8").strip(JSON_WHITESPACE)  # not str.strip(): a lone NBSP is not "empty"
     except UnicodeDecodeError as exc:
         raise CommandError(f"payload is not UTF-8 (byte {exc.start})") from None
     try:

@@ -240,7 +240,9 @@ class MqttPublisher:
         self._shared.connected.clear()
         if was_connected:
             self.stats.disconnects += 1
-            log.warning("mqtt disconnected", reason=str(reason), in_flight=len(self._inflight))
+            # our own disconnect at shutdown is routine; any other is worth a warning
+            level = log.info if self._stop.is_set() and not reason.is_failure else log.warning
+            level("mqtt disconnected", reason=str(reason), in_flight=len(self._inflight))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
         self._shared.acks.put((mid, bool(reason.is_failure), str(reason)))

@@ -2,7 +2,9 @@
 
 - `seq` is allocated in the same transaction that stores the row, from a counter kept in the database, so the
   sequence survives restarts and has no gaps: a result that fails to build or is refused never consumes a seq.
-- WAL + `synchronous=FULL`: a committed append survives a power cut, and a SIGKILL never leaves a torn row.
+- WAL + `synchronous=FULL`: a committed append survives a power cut, and a SIGKILL never leaves a torn row. A batch
+  of results is one transaction (one fsync). Acknowledgements (deletes) commit without their own fsync: losing one
+  to a power cut only means a resend, which at-least-once delivery allows anyway.
 - Bounded by a byte budget over the stored rows (topic + payload + a fixed per-row overhead). When an append would
   exceed it the result is refused with `OutboxFull` (counted in `refused`); stored results are never evicted, because
   those are exactly the ones the line has not seen yet. See docs/mqtt.md, "Outbox".
@@ -15,7 +17,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,11 @@ class OutboxRow:
     msg_id: str
     topic: str
     payload: bytes
+
+    @property
+    def size(self) -> int:
+        """What the row costs against the byte budget."""
+        return len(self.topic.encode()) + len(self.payload) + ROW_OVERHEAD_BYTES
 
 
 class Outbox:
@@ -96,37 +103,80 @@ class Outbox:
 
         Raises OutboxFull when the budget is spent, OutboxError on disk errors; neither consumes a seq.
         """
-        msg_id = uuid.uuid4().hex
+        (stored,) = self.append_many([(topic, build)])
+        if isinstance(stored, OutboxError):
+            raise stored
+        return stored
+
+    def append_many(self, entries: Sequence[tuple[str, PayloadBuilder]]) -> list[tuple[int, str] | OutboxError]:
+        """Store several results, in order, in one transaction (one fsync for a whole batch of frames).
+
+        Each entry comes back as its (seq, msg_id), or as the `OutboxError` saying why it was not stored: `OutboxFull`
+        past the budget, a payload that is not JSON. Refused entries consume no seq, so the stored ones stay
+        gap-free. A disk error while committing refuses every entry of the call (nothing of it is stored).
+        """
         with self._lock:
             seq = self._next_seq()
-            payload = _encode(build(seq, msg_id), seq)
-            size = len(topic.encode()) + len(payload) + ROW_OVERHEAD_BYTES
-            if self._bytes + size > self.max_bytes:
-                self.refused += 1
-                raise OutboxFull(
-                    f"outbox full: {self._bytes} of {self.max_bytes} bytes used by {self._depth} unacknowledged "
-                    f"results; refused result for {topic} ({self.refused} refused since start)"
-                )
-            self._insert(OutboxRow(seq, msg_id, topic, payload), size)
-        return seq, msg_id
+            rows: list[OutboxRow] = []
+            outcome: list[tuple[int, str] | OutboxError] = []
+            for topic, build in entries:
+                row = self._build_row(seq, topic, build)
+                if not isinstance(row, OutboxError):
+                    row = self._within_budget(row, rows)
+                if isinstance(row, OutboxError):
+                    outcome.append(row)
+                    continue
+                rows.append(row)
+                outcome.append((row.seq, row.msg_id))
+                seq += 1
+            if rows:
+                try:
+                    self._insert(rows)
+                except OutboxError as exc:
+                    return [exc] * len(entries)
+        return outcome
+
+    @staticmethod
+    def _build_row(seq: int, topic: str, build: PayloadBuilder) -> OutboxRow | OutboxError:
+        msg_id = uuid.uuid4().hex
+        try:
+            return OutboxRow(seq, msg_id, topic, _encode(build(seq, msg_id), seq))
+        except OutboxError as exc:
+            return exc
+        except Exception as exc:  # one result that cannot be built must not cost the rest of its batch
+            return OutboxError(f"result seq {seq} for {topic}: payload could not be built: {exc!r}")
+
+    def _within_budget(self, row: OutboxRow, batch: list[OutboxRow]) -> OutboxRow | OutboxFull:
+        """`row` if it fits beside what is stored and what this batch adds; else the refusal (counted)."""
+        used = self._bytes + sum(r.size for r in batch)
+        if used + row.size <= self.max_bytes:
+            return row
+        self.refused += 1
+        return OutboxFull(
+            f"outbox full: {used} of {self.max_bytes} bytes used by {self._depth + len(batch)} unacknowledged "
+            f"results; refused result for {row.topic} ({self.refused} refused since start)"
+        )
 
     def _next_seq(self) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
 
-    def _insert(self, row: OutboxRow, size: int) -> None:
+    def _insert(self, rows: list[OutboxRow]) -> None:
+        first, last = rows[0], rows[-1]
         try:
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+            self._db.executemany(
                 "INSERT INTO outbox (seq, msg_id, topic, payload, size) VALUES (?, ?, ?, ?, ?)",
-                (row.seq, row.msg_id, row.topic, row.payload, size),
+                [(r.seq, r.msg_id, r.topic, r.payload, r.size) for r in rows],
             )
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (row.seq + 1,))
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (last.seq + 1,))
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise OutboxError(f"cannot store result seq {row.seq} for {row.topic}: {exc}") from exc
-        self._bytes += size
-        self._depth += 1
+            seqs = f"seq {first.seq}" if first is last else f"seqs {first.seq}-{last.seq}"
+            raise OutboxError(f"cannot store results {seqs} for {last.topic}: {exc}") from exc
+        self._bytes += sum(r.size for r in rows)
+        self._depth += len(rows)
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
@@ -150,6 +200,10 @@ class Outbox:
         marks = ",".join("?" * len(seqs))
         with self._lock:
             try:
+                # A delete that a power cut undoes only means a resend (delivery is at-least-once), so acks skip the
+                # fsync; the next append's synchronous=FULL commit makes them durable too. Halves the fsyncs.
+                # Each transaction sets its own level, so an append never runs with the acks' weaker one.
+                self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 freed = self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq IN ({marks})", seqs)
                 freed_bytes = int(freed.fetchone()[0])

@@ -65,7 +65,7 @@ def test_a_failing_payload_builder_consumes_no_seq(tmp_path: Path) -> None:
     def broken(seq: int, msg_id: str) -> dict[str, object]:
         raise RuntimeError("detector exploded")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(OutboxError, match="payload could not be built: RuntimeError"):
         outbox.append("t", broken)
     with pytest.raises(OutboxError, match="seq 2 is not JSON-serialisable"):
         outbox.append("t", lambda seq, msg_id: {"bad": object()})
@@ -100,3 +100,38 @@ def test_unreadable_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(OutboxError, match=str(path)):
         Outbox(path, max_bytes=1 << 20)
+
+
+def test_a_batch_is_stored_in_one_transaction_with_consecutive_seqs(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=1 << 20)
+    outbox.append("t", payload)
+    statements: list[str] = []
+    outbox._db.set_trace_callback(statements.append)  # one COMMIT = one fsync under synchronous=FULL
+    stored = outbox.append_many([("cams/a/result", payload)] * 4)
+    assert [s for s, _ in stored] == [2, 3, 4, 5]  # type: ignore[misc]
+    assert statements.count("COMMIT") == 1
+    assert [r.seq for r in outbox.pending(limit=10)] == [1, 2, 3, 4, 5]
+
+
+def test_refused_entries_of_a_batch_cost_no_seq_and_the_others_are_stored(tmp_path: Path) -> None:
+    probe = Outbox(tmp_path / "probe.sqlite", max_bytes=1 << 20)
+    probe.append("t", payload)
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=3 * probe.size_bytes() + 10)  # room for three results
+
+    def not_json(seq: int, msg_id: str) -> dict[str, object]:
+        return {"bad": object()}
+
+    def broken(seq: int, msg_id: str) -> dict[str, object]:
+        raise ValueError("captured_at has no timezone")
+
+    entries = [("t", payload), ("t", not_json), ("t", payload), ("t", broken), ("t", payload), ("t", payload)]
+    stored = outbox.append_many(entries)
+    assert isinstance(stored[3], OutboxError) and "could not be built" in str(stored[3])
+    del stored[3]
+    assert [s[0] for s in (stored[0], stored[2], stored[3])] == [1, 2, 3]  # type: ignore[index]
+    assert isinstance(stored[1], OutboxError) and "not JSON-serialisable" in str(stored[1])
+    assert isinstance(stored[4], OutboxFull) and "outbox full" in str(stored[4])
+    assert outbox.refused == 1
+    assert [r.seq for r in outbox.pending(limit=10)] == [1, 2, 3]
+    outbox.ack([1])
+    assert outbox.append("t", payload)[0] == 4  # still gap-free
