@@ -41,6 +41,7 @@ CameraStatus = Literal["online", "offline", "disabled"]
 Expectation = Literal["pass", "fail"]
 _log = structlog.get_logger("agent.capture")
 _POLL_S = 0.02  # how often an idle loop (no frame available) looks again and notices stop()
+CORRUPT_LOG_INTERVAL_S = 10.0  # at most one "corrupt frame skipped" line per camera this often
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class CaptureWorker:
         self._latest: Frame | None = None
         self._latest_cond = threading.Condition()
         self._last_emit: float | None = None
+        self._corrupt_logged_at: float | None = None
+        self._corrupt_logged_count = 0
 
     # ----- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -295,8 +298,18 @@ class CaptureWorker:
             return as_bgr(self._source.retrieve())
         except CorruptFrame as exc:
             self.counters.corrupt += 1
-            _log.warning("corrupt frame skipped", camera=self.name, error=str(exc), corrupt=self.counters.corrupt)
+            self._log_corrupt(str(exc))
             return None
+
+    def _log_corrupt(self, error: str) -> None:
+        """The first corrupt frame at once, then one line per `CORRUPT_LOG_INTERVAL_S` with the count since: a camera
+        sending nothing but garbage at 30 fps must not flood the journal (the `corrupt` counter has every frame)."""
+        now = time.monotonic()
+        if self._corrupt_logged_at is not None and now - self._corrupt_logged_at < CORRUPT_LOG_INTERVAL_S:
+            return
+        _log.warning("corrupt frame skipped", camera=self.name, error=error, corrupt=self.counters.corrupt,
+                     since_last_log=self.counters.corrupt - self._corrupt_logged_count)
+        self._corrupt_logged_at, self._corrupt_logged_count = now, self.counters.corrupt
 
     def _emit(self, image: Image) -> None:
         frame = Frame(self.name, self._next_frame_id, datetime.now(timezone.utc), image)

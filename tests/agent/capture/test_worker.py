@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import structlog.testing
 
 from agent.capture.sources import FrameSource, Image, SourceError
 from agent.capture.worker import CameraState, CaptureWorker, Frame, FrameQueue, as_bgr
@@ -260,3 +261,19 @@ def test_corrupt_frame_from_a_live_source_is_counted(started: Any) -> None:
 
     worker = started(CaptureWorker(camera(), source=Glitchy(good_frames=10**12)))
     assert wait_until(lambda: worker.counters.frames >= 3 and worker.counters.corrupt >= 3)
+
+
+def test_a_flood_of_corrupt_frames_is_counted_in_full_but_logged_once_per_interval(started: Any) -> None:
+    class Garbage(FlakySource):
+        live = True
+
+        def retrieve(self) -> Image:
+            return np.zeros((0, 0, 3), np.uint8)
+
+    with structlog.testing.capture_logs() as logs:
+        worker = started(CaptureWorker(camera(no_frame_timeout_s=60.0), source=Garbage(good_frames=10**12)))
+        assert wait_until(lambda: worker.counters.corrupt >= 500)
+        worker.stop(timeout=5)
+    lines = [entry for entry in logs if entry["event"] == "corrupt frame skipped"]
+    assert len(lines) == 1, f"{len(lines)} log lines for {worker.counters.corrupt} corrupt frames"
+    assert lines[0]["corrupt"] == 1 and "empty" in lines[0]["error"]
