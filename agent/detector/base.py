@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -39,3 +41,22 @@ def check_frame(frame: object, index: int = 0) -> npt.NDArray[np.uint8]:
     if frame.dtype != np.uint8:
         raise FrameError(f"frame {index}: expected dtype uint8, got {frame.dtype}")
     return frame
+
+
+def timed_detect(
+    frames: Sequence[npt.NDArray[np.uint8]],
+    preprocess: Callable[[Sequence[npt.NDArray[np.uint8]]], Any],
+    generate: Callable[[Any], tuple[Any, Any]],
+    to_detections: Callable[[list[int], Any, npt.NDArray[np.uint8]], Detections],
+) -> tuple[list[Detections], dict[str, float]]:
+    """What every backend's `detect` does: preprocess the batch, generate (tokens B x T, log-probs T x B x A), one
+    `Detections` per frame; with the milliseconds each part took (for `last_timing`)."""
+    t0 = time.perf_counter()
+    pixels = preprocess(frames)
+    t1 = time.perf_counter()
+    tokens, log_probs = generate(pixels)
+    t2 = time.perf_counter()
+    results = [to_detections(tokens[i].tolist(), log_probs[:, i], frames[i]) for i in range(len(frames))]
+    timing = {"preprocess_ms": (t1 - t0) * 1e3, "generate_ms": (t2 - t1) * 1e3,
+              "total_ms": (time.perf_counter() - t0) * 1e3}
+    return results, timing

@@ -7,7 +7,6 @@ directory, optionally merges a PEFT LoRA adapter, and turns BGR frames into `Det
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy.typing as npt
 import torch
 
 from agent.detections import Detections
-from agent.detector.base import DetectorError, check_frame
+from agent.detector.base import DetectorError, check_frame, timed_detect
 from agent.detector.constraints import OdGrammar, OdLogitsProcessor
 from agent.detector.scoring import DEFAULT_LOC_WINDOW, constrained_log_probs, scored_detections
 
@@ -163,14 +162,7 @@ class Florence2Detector:
     def detect(self, frames: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
         if not frames:
             return []
-        t0 = time.perf_counter()
-        pixels = self.preprocess(frames)
-        t1 = time.perf_counter()
-        tokens, log_probs = self.generate(pixels)
-        t2 = time.perf_counter()
-        results = [self._to_detections(tokens[i].tolist(), log_probs[:, i], frames[i]) for i in range(len(frames))]
-        self.last_timing = {"preprocess_ms": (t1 - t0) * 1e3, "generate_ms": (t2 - t1) * 1e3,
-                            "total_ms": (time.perf_counter() - t0) * 1e3}
+        results, self.last_timing = timed_detect(frames, self.preprocess, self.generate, self._to_detections)
         return results
 
     def _to_detections(self, tokens: list[int], log_probs: torch.Tensor, frame: npt.NDArray[np.uint8]) -> Detections:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 import torch
 
 from agent.detections import Detections
-from agent.detector.base import DetectorError
+from agent.detector.base import DetectorError, timed_detect
 from agent.detector.constraints import OdGrammar
 from agent.detector.florence2 import DetectorOptions, pick_device, preprocess_frames
 from agent.detector.greedy import DecodeLimits, SlicedVocab, greedy_decode
@@ -172,14 +172,8 @@ class OnnxDetector:
     def detect(self, frames: list[npt.NDArray[np.uint8]]) -> list[Detections]:
         if not frames:
             return []
-        t0 = time.perf_counter()
-        pixels = self.preprocess(frames)
-        t1 = time.perf_counter()
-        tokens, log_probs = self.generate(pixels)
-        t2 = time.perf_counter()
-        results = [self._to_detections(tokens[i].tolist(), log_probs[:, i], frames[i]) for i in range(len(frames))]
-        self.last_timing = {"preprocess_ms": (t1 - t0) * 1e3, "generate_ms": (t2 - t1) * 1e3,
-                            "total_ms": (time.perf_counter() - t0) * 1e3, **self.last_decode}
+        results, timing = timed_detect(frames, self.preprocess, self.generate, self._to_detections)
+        self.last_timing = {**timing, **self.last_decode}
         return results
 
     def _to_detections(self, tokens: list[int], log_probs: npt.NDArray[np.float32],
