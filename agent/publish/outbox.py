@@ -119,15 +119,17 @@ class Outbox:
             seq = self._next_seq()
             rows: list[OutboxRow] = []
             outcome: list[tuple[int, str] | OutboxError] = []
+            used = self._bytes  # stored rows plus the rows of this call accepted so far
             for topic, build in entries:
                 row = self._build_row(seq, topic, build)
                 if not isinstance(row, OutboxError):
-                    row = self._within_budget(row, rows)
+                    row = self._within_budget(row, used, self._depth + len(rows))
                 if isinstance(row, OutboxError):
                     outcome.append(row)
                     continue
                 rows.append(row)
                 outcome.append((row.seq, row.msg_id))
+                used += row.size
                 seq += 1
             if rows:
                 try:
@@ -146,14 +148,13 @@ class Outbox:
         except Exception as exc:  # one result that cannot be built must not cost the rest of its batch
             return OutboxError(f"result seq {seq} for {topic}: payload could not be built: {exc!r}")
 
-    def _within_budget(self, row: OutboxRow, batch: list[OutboxRow]) -> OutboxRow | OutboxFull:
-        """`row` if it fits beside what is stored and what this batch adds; else the refusal (counted)."""
-        used = self._bytes + sum(r.size for r in batch)
+    def _within_budget(self, row: OutboxRow, used: int, depth: int) -> OutboxRow | OutboxFull:
+        """`row` if it fits beside the `used` bytes of `depth` unacknowledged rows; else the refusal (counted)."""
         if used + row.size <= self.max_bytes:
             return row
         self.refused += 1
         return OutboxFull(
-            f"outbox full: {used} of {self.max_bytes} bytes used by {self._depth + len(batch)} unacknowledged "
+            f"outbox full: {used} of {self.max_bytes} bytes used by {depth} unacknowledged "
             f"results; refused result for {row.topic} ({self.refused} refused since start)"
         )
 
