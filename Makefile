@@ -26,6 +26,7 @@ demo-model: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check agent finetune calibration tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q --durations=10
 
 test-fast: $(STAMP)

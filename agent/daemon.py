@@ -36,62 +36,27 @@ from agent.control.commands import (
 from agent.decide import Decision, Thresholds, decide
 from agent.detections import Detections
 from agent.detector.base import Detector, DetectorError, FrameError
-from agent.detector.factory import create_detector
 from agent.health.metrics import Metrics
 from agent.health.notify import Notifier, Watchdog
 from agent.learn.queue import LearningQueue
+from agent.model_choice import DetectorFactory, ModelChoice, choose_model, detector_from_settings, thresholds_for
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import Outbox, OutboxError, OutboxFull
 from agent.publish.result import build_result
+from agent.reload import ReloadPlan, Scope, plan_reload
 from agent.stage import Stage
-from agent.store import ModelStore, StoreError
+from agent.statedir import StateDir
+from agent.station.backend import CallbackBackend, CameraInfo
+from agent.station.hosting import start_station
+from agent.station.live import LiveBoard
+from agent.station.server import StationServer
+from agent.store.files import StoreError
 
 log = structlog.get_logger("agent.daemon")
 
 BATCH_POLL_S = 0.2  # how long the inference loop waits for a first frame before checking for stop/reload
 LOOP_MAX_AGE_S = 30.0  # a loop that has not gone round for this long is reported dead to the watchdog
 RESULTS_PENDING = 2  # inspected batches waiting for the results stage before inference waits for it
-RECALIBRATE_REQUEST = "recalibrate.request"  # picked up by edge-inspect-recalibrate.path
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which adapter to serve and the per-class thresholds that came with it."""
-
-    adapter: Path | None
-    thresholds: dict[str, float]
-    source: str  # "config", "store:<version>" or "base"
-
-
-def choose_model(settings: Settings) -> ModelChoice:
-    """`model.adapter` from the config wins; else the model store's `current` adapter (verified: manifest, base
-    identity, sha256 of every weights file), else the bare base model. A store that fails verification raises
-    `StoreError`: serving a corrupt or foreign adapter silently would be worse than refusing."""
-    if settings.model.adapter is not None:
-        return ModelChoice(settings.model.adapter, {}, "config")
-    store = ModelStore.in_state_dir(settings.state_dir)
-    version = store.current()
-    if version is None:
-        return ModelChoice(None, {}, "base")
-    store.verify_base(settings.model.path)
-    manifest = store.verify(version)
-    return ModelChoice(store.path(version), dict(manifest.thresholds), f"store:{version}")
-
-
-DetectorFactory = Callable[[Settings, ModelChoice], Detector]
-
-
-def detector_from_settings(settings: Settings, choice: ModelChoice) -> Detector:
-    """The configured backend with the configured base model and classes, and the chosen adapter."""
-    m = settings.model
-    return create_detector(m.backend, m.path, choice.adapter, m.classes, device=m.device,
-                           max_new_tokens=m.max_new_tokens)
-
-
-def thresholds_for(settings: Settings, choice: ModelChoice) -> Thresholds:
-    """Thresholds fitted by the last recalibration (manifest), overridden per class by the config's own."""
-    m = settings.model
-    return Thresholds({**choice.thresholds, **m.thresholds}, m.default_threshold, m.uncertain_band)
 
 
 @dataclass(frozen=True)
@@ -123,20 +88,20 @@ class Daemon:
         self.workers: dict[str, CaptureWorker] = {}
         self._swap_lock = threading.Lock()
         self.inference_beat = self.watchdog.register("inference", max_age_s=LOOP_MAX_AGE_S)
+        self.board = LiveBoard(recent=settings.station.recent_frames)  # what the station's live page shows
+        self.station: StationServer | None = None
         self.results: Stage[list[Inspected]] = Stage(
             "results", self.finish_batch, RESULTS_PENDING, self.watchdog.register("results", LOOP_MAX_AGE_S))
 
     # ----- start-up --------------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Load the model and the stores, connect, start cameras; READY=1 only once all of that worked."""
-        state = self.settings.state_dir
-        state.mkdir(parents=True, exist_ok=True)
-        choice = choose_model(self.settings)
-        self.detector = self.detector_factory(self.settings, choice)
-        self.thresholds = thresholds_for(self.settings, choice)
-        self.outbox = Outbox(state / "outbox.sqlite3", self.settings.outbox.max_bytes,
-                             self.settings.outbox.alarm_fraction)
-        self.queue = LearningQueue(state / "queue", self.settings.queue)
+        state = StateDir(self.settings.state_dir).create()
+        self.choice = choose_model(self.settings)
+        self.detector = self.detector_factory(self.settings, self.choice)
+        self.thresholds = thresholds_for(self.settings, self.choice)
+        self.outbox = Outbox(state.outbox, self.settings.outbox.max_bytes, self.settings.outbox.alarm_fraction)
+        self.queue = LearningQueue(state.queue, self.settings.queue)
         self.publisher = MqttPublisher(self.settings, self.outbox, self.detector.version,
                                        on_command=self._submit_command)
         self.router = self._build_router()
@@ -145,8 +110,9 @@ class Daemon:
         self.router.start()
         self._start_cameras()
         self._start_health()
-        log.info("daemon ready", model=self.detector.version, model_source=choice.source, cameras=list(self.workers),
-                 state_dir=str(state))
+        self._start_station()
+        log.info("daemon ready", model=self.detector.version, model_source=self.choice.source,
+                 cameras=list(self.workers), state_dir=str(state.root))
         self.notifier.ready(status=f"inspecting with {self.detector.version}")
 
     def _build_router(self) -> CommandRouter:
@@ -183,6 +149,30 @@ class Daemon:
         self.watchdog.register_probe("mqtt", lambda: self.publisher.alive(LOOP_MAX_AGE_S))
         self.watchdog.start()
 
+    def _start_station(self) -> None:
+        state = StateDir(self.settings.state_dir)
+        backend = CallbackBackend(
+            self.readiness, self.camera_infos, lambda: self.detector.version,
+            config_path_of=lambda: self.config_path,
+            runs_dir_of=lambda: self.settings.recalibration.work_dir or state.recalibration,  # where runs write
+            models_dir_of=lambda: state.models, reload_model_of=self.reload_model)
+        self.station = start_station(self.settings.station, self.settings.state_dir, backend, self.board,
+                                     self.queue, on_audit=lambda entry: self.publisher.publish_event("audit", **entry))
+
+    def reload_model(self) -> str:
+        """The station's promote/rollback: serve the model store's current adapter now; returns the served version."""
+        self.reload(scope="model")
+        return str(self.detector.version)
+
+    def readiness(self) -> dict[str, bool]:
+        """/readyz: a model is loaded, MQTT is connected, every camera is online."""
+        return {"model": self.detector is not None, "mqtt": self.publisher.connected,
+                "cameras": all(w.status == "online" for w in self.workers.values())}
+
+    def camera_infos(self) -> dict[str, CameraInfo]:
+        return {name: CameraInfo(w.status or "starting", w.reason, w.counters.snapshot())
+                for name, w in self.workers.items()}
+
     def on_camera_status(self, state: CameraState) -> None:
         log.info("camera status", camera=state.camera, status=state.status, reason=state.reason)
         self.publisher.publish_camera_status(state.camera, state.status, reason=state.reason, **state.counters)
@@ -214,6 +204,7 @@ class Daemon:
         self.publish_results(items)
         for item in items:
             self.sample_for_learning(item)
+            self.show_live(item)
         self.report_health()
 
     def collect_batch(self) -> list[Frame]:
@@ -290,6 +281,11 @@ class Daemon:
                                          evicted=self.queue.stats["evicted"], depth=self.queue.depth(),
                                          bytes=self.queue.total_bytes(), max_bytes=self.settings.queue.max_bytes)
 
+    def show_live(self, item: Inspected) -> None:
+        """Hand the frame to the station's live board (reference swap only; encoding happens when a browser asks)."""
+        f = item.frame
+        self.board.update(f.camera, f.image, item.detections, item.decision.verdict, f.frame_id, f.captured_at)
+
     def report_health(self) -> None:
         self.metrics.outbox_depth.set(self.outbox.depth())
         self.metrics.outbox_bytes.set(self.outbox.size_bytes())
@@ -298,25 +294,40 @@ class Daemon:
         self.metrics.mqtt_connected.set(int(self.publisher.connected))
 
     # ----- reload and commands ----------------------------------------------------------------------------------------
-    def reload(self) -> str:
-        """Re-read the config (when there is a file) and the model store, load the model; swap only if it worked."""
+    def reload(self, scope: Scope = "all") -> dict[str, Any]:
+        """Apply what can change live (the `model` section, the model store's current adapter) and load the model;
+        swap only if that worked. Returns what changed, including the keys that wait for a restart (agent/reload.py).
+        """
         self.notifier.reloading()
         try:
-            settings = load_settings(self.config_path) if self.config_path else self.settings
-            choice = choose_model(settings)
-            detector = self.detector_factory(settings, choice)
+            plan = plan_reload(self.settings, self._reread_config(scope), scope)
+            choice, detector = self._load_model(plan)
         except Exception as exc:
             log.error("reload failed; the current model keeps serving", error=str(exc))
             self.publisher.publish_event("reload_failed", error=str(exc), model=self.detector.version)
             self.notifier.ready(status=f"reload failed; inspecting with {self.detector.version}")
             raise
         with self._swap_lock:
-            old, self.detector = self.detector.version, detector
-            self.settings, self.thresholds = settings, thresholds_for(settings, choice)
-        log.info("model reloaded", previous=old, model=detector.version)
-        self.publisher.publish_event("model_changed", previous=old, model=detector.version)
+            old, self.detector, self.choice = self.detector.version, detector, choice
+            self.settings, self.thresholds = plan.settings, thresholds_for(plan.settings, choice)
+        summary = plan.summary(detector.version)
+        log.info("model reloaded", previous=old, **summary)
+        if plan.restart_required:
+            log.warning("config changes need a restart", restart_required=plan.restart_required)
+        self.publisher.publish_event("model_changed", previous=old, **summary)
         self.notifier.ready(status=f"inspecting with {detector.version}")
-        return detector.version
+        return summary
+
+    def _reread_config(self, scope: Scope) -> Settings | None:
+        """The config file again, when the scope includes it and the daemon was started from one."""
+        return load_settings(self.config_path) if self.config_path and scope != "model" else None
+
+    def _load_model(self, plan: ReloadPlan) -> tuple[ModelChoice, Detector]:
+        """A freshly loaded detector when the plan asks for one, else the serving one (thresholds-only change)."""
+        if not plan.load_model:
+            return self.choice, self.detector
+        choice = choose_model(plan.settings)
+        return choice, self.detector_factory(plan.settings, choice)
 
     def _reload_quietly(self) -> None:
         """SIGHUP: a failed reload is logged and announced by `reload`; the loop goes on with the old model."""
@@ -336,10 +347,9 @@ class Daemon:
 
     def cmd_reload(self, cmd: ReloadCommand) -> dict[str, Any]:
         try:
-            version = self.reload()
+            return self.reload(cmd.scope)
         except (DetectorError, StoreError, ValueError, OSError) as exc:
             raise CommandError(f"reload failed, current model {self.detector.version} keeps serving: {exc}") from exc
-        return {"model": version}
 
     def cmd_status(self, _cmd: Any) -> dict[str, Any]:
         return {
@@ -350,7 +360,7 @@ class Daemon:
 
     def cmd_recalibrate(self, cmd: RecalibrateCommand) -> dict[str, Any]:
         """Leave a request file for the recalibration unit (systemd .path) and announce it."""
-        path = self.settings.state_dir / RECALIBRATE_REQUEST
+        path = StateDir(self.settings.state_dir).recalibrate_request
         request = {"reason": cmd.reason, "requested_at": datetime.now(timezone.utc).isoformat(), "via": "mqtt"}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(request))
@@ -372,6 +382,8 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop cameras, inspect what is already queued, deliver the outbox, publish `offline`, close the stores."""
         self.notifier.stopping()
+        if self.station is not None:
+            self.station.stop()
         for worker in self.workers.values():
             worker.stop(timeout=2.0)
         while self.step():

@@ -34,8 +34,8 @@ class Thresholds:
         return {name: self.of(name) for name in class_names}
 
     def for_detections(self, dets: Detections) -> np.ndarray:
-        """The threshold that applies to each box of `dets`."""
-        return np.array([self.of(label) for label in dets.labels], dtype=np.float32)
+        """The threshold that applies to each box of `dets` (the same rule as `Detections.above`)."""
+        return dets.box_thresholds(self.per_class, self.default)
 
 
 @dataclass(frozen=True)

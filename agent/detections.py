@@ -1,38 +1,23 @@
 """The one value type for detections that flows between every stage (detector, decide, publish, queue, training).
 
-Boxes are `xyxy` in pixels of the frame they belong to. Florence-2 speaks in `<loc_N>` tokens: each coordinate is
-quantised to one of `LOC_BINS` bins across the image (bin = floor(x / size * 1000)) and read back at the bin's
-centre ((bin + 0.5) * size / 1000), the convention of Florence-2's own post-processor. A round trip therefore moves
-a coordinate by at most one bin width.
+Boxes are `xyxy` in pixels of the frame they belong to. The type is model-independent (like supervision's
+`Detections`): a model's own box dialect, such as Florence-2's `<loc_N>` tokens, lives with that model
+(`agent.detector.loc`). `serialize` / `deserialize` round-trip a value losslessly (the learning queue stores them).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-LOC_BINS = 1000
-_LOC_GROUP = re.compile(r"([^<>]+?)\s*<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
-
 
 class DetectionsError(ValueError):
     """Raised for boxes or text that cannot describe detections (names the bad value)."""
-
-
-def quantize(coords: npt.ArrayLike, size: float) -> npt.NDArray[np.int64]:
-    """Pixel coordinates along an axis of `size` pixels -> integer bins 0..LOC_BINS-1."""
-    bins = np.floor(np.asarray(coords, dtype=np.float64) / size * LOC_BINS)
-    return np.clip(bins, 0, LOC_BINS - 1).astype(np.int64)
-
-
-def dequantize(bins: npt.ArrayLike, size: float) -> npt.NDArray[np.float32]:
-    """Integer bins -> pixel coordinates at the centre of each bin."""
-    return ((np.asarray(bins, dtype=np.float64) + 0.5) * size / LOC_BINS).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -106,26 +91,12 @@ class Detections:
         return cls(np.asarray(xyxy), [index[label] for label in labels], scores, tuple(class_names), image_size)
 
     @classmethod
-    def from_loc_text(
-        cls, text: str, class_names: Sequence[str], image_size: tuple[int, int], strict: bool = True
-    ) -> Detections:
-        """Parse Florence `label<loc_x1><loc_y1><loc_x2><loc_y2>...` text.
-
-        With `strict`, a group whose label is not a known class raises; otherwise it is dropped.
-        """
-        text = text.replace("<s>", "").replace("</s>", "").replace("<pad>", "")
-        labels: list[str] = []
-        bins: list[list[int]] = []
-        for match in _LOC_GROUP.finditer(text):
-            label = match.group(1).strip()
-            if label not in class_names:
-                if strict:
-                    raise DetectionsError(f"unknown class {label!r} in {text[:80]!r}; known: {list(class_names)}")
-                continue
-            labels.append(label)
-            bins.append([int(g) for g in match.groups()[1:]])
-        xyxy = bins_to_xyxy(np.asarray(bins).reshape(-1, 4), image_size)
-        return cls.from_labels(labels, xyxy, class_names, image_size)
+    def deserialize(cls, text: str) -> Detections:
+        """The value `serialize` wrote (boxes and scores at full float32 precision)."""
+        data = json.loads(text)
+        width, height = data["image_size"]
+        return cls(np.asarray(data["xyxy"], dtype=np.float32), np.asarray(data["class_id"], dtype=np.int64),
+                   np.asarray(data["score"], dtype=np.float32), tuple(data["class_names"]), (width, height))
 
     # ----- views ----------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -153,21 +124,20 @@ class Detections:
         w, h = self.image_size
         return (self.xyxy / np.array([w, h, w, h], dtype=np.float32)).astype(np.float32)
 
-    def to_bins(self) -> npt.NDArray[np.int64]:
-        """Boxes as `<loc_N>` bin numbers (N x 4)."""
-        w, h = self.image_size
-        return np.stack(
-            [quantize(self.xyxy[:, 0], w), quantize(self.xyxy[:, 1], h),
-             quantize(self.xyxy[:, 2], w), quantize(self.xyxy[:, 3], h)],
-            axis=1,
-        ).reshape(-1, 4)
+    def box_thresholds(self, thresholds: Mapping[str, float], default: float | None = None
+                       ) -> npt.NDArray[np.float32]:
+        """The threshold that applies to each box: its class's entry in `thresholds`, else `default`.
 
-    def to_loc_text(self) -> str:
-        """Florence target text: `label<loc_x1><loc_y1><loc_x2><loc_y2>` per box, in the stored order."""
-        parts = []
-        for label, row in zip(self.labels, self.to_bins()):
-            parts.append(label + "".join(f"<loc_{int(b)}>" for b in row))
-        return "".join(parts)
+        Without a default every class of `class_names` must be listed (KeyError otherwise), present or not.
+        Thresholds are compared in float32, the precision of the scores.
+        """
+        per_class = [thresholds[name] if default is None else thresholds.get(name, default)
+                     for name in self.class_names]
+        return np.asarray(per_class, dtype=np.float32).reshape(-1)[self.class_id]
+
+    def above(self, thresholds: Mapping[str, float], default: float | None = None) -> Detections:
+        """The boxes whose score reaches their class threshold (`box_thresholds`): what counts as a defect."""
+        return self[self.score >= self.box_thresholds(thresholds, default)]
 
     def sorted_raster(self) -> Detections:
         """Boxes in reading order (top-to-bottom, then left-to-right): the order training targets use."""
@@ -187,6 +157,13 @@ class Detections:
             for i, box in enumerate(self)
         ]
 
+    def serialize(self) -> str:
+        """Lossless JSON text of this value (full-precision boxes and scores; `data` is not kept)."""
+        return json.dumps({
+            "class_names": list(self.class_names), "image_size": list(self.image_size),
+            "xyxy": self.xyxy.tolist(), "class_id": self.class_id.tolist(), "score": self.score.tolist(),
+        })
+
     def to_supervision(self) -> Any:
         """A `supervision.Detections` for its annotators and metrics."""
         import supervision as sv
@@ -197,14 +174,6 @@ class Detections:
             class_id=self.class_id.astype(int),
             data={"class_name": np.array(self.labels, dtype=object)},
         )
-
-
-def bins_to_xyxy(bins: npt.ArrayLike, image_size: tuple[int, int]) -> npt.NDArray[np.float32]:
-    """N x 4 `<loc>` bins -> N x 4 pixel boxes for a frame of (width, height)."""
-    b = np.asarray(bins).reshape(-1, 4)
-    w, h = image_size
-    out = np.stack([dequantize(b[:, 0], w), dequantize(b[:, 1], h), dequantize(b[:, 2], w), dequantize(b[:, 3], h)], 1)
-    return out.reshape(-1, 4).astype(np.float32)
 
 
 def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:

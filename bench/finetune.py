@@ -59,14 +59,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     from finetune.data import read_dataset
     from finetune.lora import LoraSettings, enable_checkpointing
-    from finetune.train import (
-        LoraTrainer,
-        TrainConfig,
-        align_classes,
-        batch_indices,
-        peak_memory_mb,
-        read_model_classes,
-    )
+    from finetune.train.batches import align_classes, batch_indices, model_class_names
+    from finetune.train.config import TrainConfig
+    from finetune.train.trainer import LoraTrainer, peak_memory_mb
 
     spec = CONFIGS[args.config]
     if args.threads:
@@ -74,7 +69,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     config = TrainConfig(batch_size=args.batch, lora=LoraSettings(), gradient_checkpointing=spec["checkpointing"],
                          max_steps=args.steps + args.warmup)
     trainer = LoraTrainer(Path(args.model), config)
-    samples = align_classes(read_dataset("jsonl", Path(args.data)), read_model_classes(Path(args.model)))
+    samples = align_classes(read_dataset("jsonl", Path(args.data)), model_class_names(Path(args.model)))
     trainer.set_schedule(args.steps + args.warmup)
     batches = [trainer.batcher([samples[i] for i in batch_indices(len(samples), args.batch, 0, s)],
                                np.random.default_rng(s)) for s in range(args.steps + args.warmup)]

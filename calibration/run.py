@@ -1,53 +1,63 @@
-"""The recalibration run: snapshot -> train -> evaluate -> fit thresholds -> gate -> promote -> notify -> report.
+"""The recalibration run: snapshot -> train -> (export) -> evaluate -> fit thresholds -> gate -> promote -> notify ->
+report.
 
-Started by `edge-inspect recalibrate` (by hand, or by the systemd oneshot unit when the daemon left a request file).
-It never touches the running daemon directly: it writes a new adapter into the model store, switches `current` only
-when the gate passes, and then either publishes `cmd/reload` (notify "mqtt") or leaves the reload to the systemd
-unit (notify "none"). Whatever goes wrong, the store's current adapter is left as it was, the report says why, and
-the run ends with a non-zero exit code (see `Outcome`).
+Started by `edge-inspect recalibrate` (by hand, by the station's recalibration page, or by the systemd oneshot unit
+when the daemon left a request file). It never touches the running daemon directly: it writes a new adapter into the
+model store, switches `current` only when the gate passes, and then either publishes `cmd/reload` (notify "mqtt") or
+leaves the reload to the systemd unit (notify "none"). Whatever goes wrong, the store's current adapter is left as it
+was, the report says why, and the run ends with a non-zero exit code (see `Outcome`).
 
-Every step is a function of its own, named in the progress events (`recalibration_progress`, `step=...`):
-`snapshot`, `replay`, `train`, `evaluate`, `thresholds`, `gate`, `promote`, `notify`, `report`.
+Only human-verified queue frames train (`verified("training")`) or judge (`verified("golden")`, plus an external
+golden set when configured); a run refuses to start while the golden set is too small per class. Both models are
+evaluated on the backend the line serves (`calibration.evaluation`), and the gate promotes only a real improvement
+(`calibration.gate`).
+
+Every step is a function of its own, named in the progress events (`recalibration_progress`, `step=...`) and in
+`<run_dir>/progress.json` (`calibration.progress`, for the station): `snapshot`, `replay`, `train`, `export` (onnx
+lines only), `evaluate`, `thresholds`, `gate`, `promote`, `notify`, `report`. SIGTERM cancels the run cleanly
+(outcome `cancelled`, nothing promoted).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import random
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import IntEnum
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import structlog
 
 from agent.config import Settings
-from agent.detections import Detections
-from agent.store import ModelStore, StoreError
+from agent.decide import Thresholds
+from agent.model_choice import base_model_dir, base_thresholds
+from agent.runs import new_run_id
+from agent.statedir import StateDir
+from agent.store.files import StoreError
+from agent.store.model_store import ModelStore
+from calibration.evaluation import (
+    Contender,
+    GoldenResult,
+    export_candidate,
+    line_detector,
+    predict_golden,
+    summary,
+    write_golden_report,
+)
+from calibration.gate import GateRules, Judged, judge, scores_of
+from calibration.golden import GoldenSet, golden_set, too_small_reason
+from calibration.notify import Events, EventSink, reload_daemon
+from calibration.progress import RunWatch, cancel_on_sigterm
+from calibration.report import Cancelled, Outcome, Report, RunError, run_state, write_report
+from calibration.snapshot import replay_sample, snapshot_queue
 from calibration.thresholds import ThresholdFit, fit_thresholds, thresholds_of
-from finetune.data.dataset import Dataset, Sample
+from calibration.verdicts import verdict_changes
+from finetune.data.dataset import Dataset
 
 log = structlog.get_logger("calibration.run")
-STEPS: tuple[str, ...] = ("snapshot", "replay", "train", "evaluate", "thresholds", "gate", "promote", "notify",
-                          "report")
-
-
-class Outcome(IntEnum):
-    """The run's result; the value is the process exit code."""
-
-    PROMOTED = 0
-    FAILED = 1
-    REJECTED = 3  # the candidate did not pass the gate
-    NOTHING_TO_LEARN = 4  # too few labelled frames in the queue
-
-
-class RunError(RuntimeError):
-    """A step that could not complete; the message names the step's input at fault."""
+STEPS: tuple[str, ...] = ("snapshot", "replay", "train", "export", "evaluate", "thresholds", "gate", "promote",
+                          "notify", "report")
 
 
 @dataclass(frozen=True)
@@ -59,195 +69,9 @@ class RunOptions:
     max_minutes: float | None = None
     notify: str | None = None
     work_dir: Path | None = None
+    run_id: str | None = None  # default: a new `agent.runs.new_run_id()`
+    promote: bool = True  # False: a passing candidate is stored but not made current (the station's technician decides)
     train_overrides: dict[str, Any] = field(default_factory=dict)
-
-
-# ----- events -------------------------------------------------------------------------------------------------------
-EventSink = Callable[..., None]
-
-
-class Events:
-    """Progress to the log and, when a broker answers, to `{prefix}/{device}/events` (same shape as the daemon's)."""
-
-    def __init__(self, settings: Settings, mqtt_enabled: bool) -> None:
-        self.settings = settings
-        self.client: Any = connect_mqtt(settings, f"{settings.client_id}-recalibrate") if mqtt_enabled else None
-        self.topic = f"{settings.base_topic}/events"
-
-    def __call__(self, kind: str, **fields: Any) -> None:
-        log.info(kind.replace("_", " "), **fields)
-        if self.client is None:
-            return
-        payload = {"event": kind, "ts": datetime.now(timezone.utc).isoformat(), "device": self.settings.device_id,
-                   **fields}
-        info = self.client.publish(self.topic, json.dumps(payload, default=str), qos=1)
-        with contextlib.suppress(RuntimeError, ValueError):
-            info.wait_for_publish(timeout=5.0)
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.disconnect()
-            self.client.loop_stop()
-
-
-def connect_mqtt(settings: Settings, client_id: str, timeout_s: float = 5.0) -> Any:
-    """A connected paho client (MQTT v5, the daemon's credentials and TLS), or None when the broker is unreachable."""
-    import paho.mqtt.client as mqtt
-
-    m = settings.mqtt
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    if m.username:
-        client.username_pw_set(m.username, m.password.get_secret_value() if m.password else None)
-    if m.tls.enabled:
-        client.tls_set(ca_certs=str(m.tls.ca_file) if m.tls.ca_file else None,
-                       certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
-                       keyfile=str(m.tls.key_file) if m.tls.key_file else None)
-        client.tls_insecure_set(m.tls.insecure)
-    try:
-        client.connect(m.host, m.port, keepalive=30)
-    except OSError as exc:
-        log.warning("no MQTT broker; progress goes to the log only", host=m.host, port=m.port, error=str(exc))
-        return None
-    client.loop_start()
-    deadline = time.monotonic() + timeout_s
-    while not client.is_connected() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not client.is_connected():
-        client.loop_stop()
-        log.warning("MQTT broker did not accept the connection in time", host=m.host, port=m.port)
-        return None
-    return client
-
-
-# ----- the report ---------------------------------------------------------------------------------------------------
-@dataclass
-class Report:
-    """What the run did; written as report.json and report.md in the run folder."""
-
-    run_id: str
-    run_dir: Path
-    outcome: Outcome = Outcome.FAILED
-    reason: str = ""
-    current: str | None = None
-    candidate: str | None = None  # store version of the candidate, once stored
-    data: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
-    evaluation: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
-    thresholds: dict[str, Any] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "outcome": self.outcome.name.lower(), "exit_code": int(self.outcome),
-                "reason": self.reason, "current": self.current, "candidate": self.candidate, "data": self.data,
-                "training": self.training, "evaluation": self.evaluation, "gate": self.gate,
-                "thresholds": self.thresholds, "steps": self.steps, "files": self.files}
-
-
-# ----- steps --------------------------------------------------------------------------------------------------------
-def snapshot_queue(state_dir: Path, class_names: tuple[str, ...], out: Path) -> Dataset:
-    """The labelled queue frames as a Florence JSONL set in `out` (rejected and unlabelled frames never train).
-
-    A frame labelled without reviewed boxes keeps its predictions above the thresholds it was judged with.
-    """
-    from agent.config import QueueConfig
-    from agent.learn.queue import LearningQueue
-    from finetune.data.jsonl import write_jsonl
-
-    queue_dir = Path(state_dir) / "queue"
-    if not (queue_dir / "index.sqlite3").is_file():
-        return Dataset(class_names, [])
-    queue = LearningQueue(queue_dir, QueueConfig())
-    try:
-        entries = queue.list(status="labelled")
-        images = out / "images"
-        images.mkdir(parents=True, exist_ok=True)
-        samples = [Sample(copy_frame(entry.path, images), labels_of(entry, class_names)) for entry in entries]
-    finally:
-        queue.close()
-    dataset = Dataset(class_names, samples, root=images)
-    if samples:
-        write_jsonl(dataset, out, overwrite=True)
-    return dataset
-
-
-def copy_frame(src: Path, folder: Path) -> Path:
-    image = cv2.imread(str(src), cv2.IMREAD_COLOR)
-    if image is None:
-        raise RunError(f"queue frame {src} is missing or unreadable")
-    target = folder / src.name
-    cv2.imwrite(str(target), image)
-    return target
-
-
-def labels_of(entry: Any, class_names: tuple[str, ...]) -> Detections:
-    boxes: Detections = entry.labels
-    if boxes is None:
-        keep = [s >= entry.thresholds.get(label, 0.5) for label, s in zip(entry.detections.labels,
-                                                                            entry.detections.score)]
-        boxes = entry.detections[keep] if len(entry.detections) else entry.detections
-    try:
-        return Detections.from_labels(boxes.labels, boxes.xyxy, class_names, boxes.image_size)
-    except ValueError as exc:
-        raise RunError(f"queue entry {entry.id}: {exc}") from exc
-
-
-def replay_sample(path: Path | None, count: int, seed: int, class_names: tuple[str, ...]) -> list[Sample]:
-    """Up to `count` random samples of earlier training data (Florence JSONL), so the adapter does not forget."""
-    if path is None or count <= 0:
-        return []
-    from finetune.data import read_dataset
-    from finetune.train import align_classes
-
-    dataset = read_dataset("jsonl", Path(path))
-    chosen = random.Random(seed).sample(range(len(dataset.samples)), min(count, len(dataset.samples)))
-    subset = Dataset(dataset.class_names, [dataset.samples[i] for i in sorted(chosen)])
-    return align_classes(subset, class_names, f"replay data {path}")
-
-
-def compare(current: dict[str, Any], candidate: dict[str, Any], margin: float) -> dict[str, Any]:
-    """The gate: every class within `margin` AP of the current model and the mean AP not lower."""
-    per_class: dict[str, dict[str, float | None]] = {}
-    failures: list[str] = []
-    for name, new in candidate["per_class"].items():
-        old = current["per_class"].get(name)
-        delta = None if old is None or new is None else new - old
-        per_class[name] = {"current": old, "candidate": new, "delta": delta}
-        if delta is not None and delta < -margin:
-            failures.append(f"class {name!r} loses {-delta:.3f} AP ({old:.3f} -> {new:.3f}; margin {margin:g})")
-    if candidate["map"] < current["map"] - 1e-9:
-        failures.append(f"mean AP drops from {current['map']:.3f} to {candidate['map']:.3f}")
-    return {"passed": not failures, "failures": failures, "margin": margin, "per_class": per_class,
-            "map": {"current": current["map"], "candidate": candidate["map"]},
-            "map50": {"current": current["map50"], "candidate": candidate["map50"]}}
-
-
-def reload_daemon(settings: Settings) -> dict[str, Any]:
-    """Publish `cmd/reload` (signed when the daemon requires signatures); returns what was sent."""
-    import uuid
-
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    from agent.control.commands import command_signature
-
-    client = connect_mqtt(settings, f"{settings.client_id}-recalibrate-reload")
-    if client is None:
-        raise RunError(f"cannot reach the MQTT broker {settings.mqtt.host}:{settings.mqtt.port} to send cmd/reload")
-    topic, payload = f"{settings.base_topic}/cmd/reload", json.dumps({"scope": "model"}).encode()
-    props = Properties(PacketTypes.PUBLISH)
-    key = settings.commands.hmac_key
-    if key is not None:
-        ts, command_id = f"{time.time():.3f}", uuid.uuid4().hex
-        sig = command_signature(key.get_secret_value().encode(), topic, ts, command_id, payload)
-        props.UserProperty = [("ts", ts), ("command_id", command_id), ("sig", sig)]
-    try:
-        client.publish(topic, payload, qos=1, properties=props).wait_for_publish(timeout=10.0)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return {"topic": topic, "signed": key is not None}
 
 
 # ----- the run ------------------------------------------------------------------------------------------------------
@@ -260,19 +84,32 @@ class Recalibration:
         self.cfg = settings.recalibration
         self.events: EventSink = events or (lambda kind, **fields: log.info(kind, **fields))
         self.store = ModelStore.in_state_dir(settings.state_dir)
-        run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        root = options.work_dir or self.cfg.work_dir or settings.state_dir / "recalibration"
+        run_id = options.run_id or new_run_id()
+        root = options.work_dir or self.cfg.work_dir or StateDir(settings.state_dir).recalibration
         self.report = Report(run_id, Path(root) / run_id)
+        self.watch = RunWatch(self.report.run_dir, run_id)
         self.class_names = tuple(settings.model.classes)
+        self.base_dir = base_model_dir(settings)
+
+    def cancel(self) -> None:
+        """Stop at the next safe point: outcome `cancelled`, nothing promoted (what SIGTERM does)."""
+        self.watch.cancel()
 
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[dict[str, Any]]:
-        """Announce a step, time it, record it; an exception names the step that failed."""
+    def step(self, name: str, cancellable: bool = True) -> Iterator[dict[str, Any]]:
+        """Announce a step, time it, record it; an exception names the step that failed. A cancel stops the run
+        before a cancellable step (not after a promotion: that stands)."""
+        if cancellable:
+            self.watch.check()
+        self.watch.stage(name)
         self.events("recalibration_progress", run_id=self.report.run_id, step=name, state="started")
         record: dict[str, Any] = {"step": name}
         started = time.monotonic()
         try:
             yield record
+        except Cancelled:
+            record["state"] = "cancelled"
+            raise
         except Exception as exc:
             record.update(state="failed", error=str(exc))
             raise RunError(f"step {name!r} failed: {exc}") from exc
@@ -285,13 +122,19 @@ class Recalibration:
 
     def run(self) -> Report:
         self.report.run_dir.mkdir(parents=True, exist_ok=True)
+        self.watch.stage("starting")
         try:
             self._run_steps()
         except (RunError, StoreError) as exc:
             self.report.outcome, self.report.reason = Outcome.FAILED, str(exc)
+        except Cancelled as exc:
+            self.report.outcome, self.report.reason = Outcome.CANCELLED, str(exc)
+        if self.report.outcome not in (Outcome.FAILED, Outcome.CANCELLED):  # those keep the stage they stopped in
+            self.watch.stage("report")
         with contextlib.suppress(OSError):
             write_report(self.report)
-        level = log.info if self.report.outcome is Outcome.PROMOTED else log.error
+        self.watch.finish(run_state(self.report.outcome), self.report.reason)
+        level = log.info if self.report.outcome in (Outcome.PROMOTED, Outcome.PASSED) else log.error
         level("recalibration finished", outcome=self.report.outcome.name.lower(), reason=self.report.reason)
         self.events("recalibration_finished", run_id=self.report.run_id, outcome=self.report.outcome.name.lower(),
                     reason=self.report.reason, current=self.report.current, candidate=self.report.candidate,
@@ -299,61 +142,96 @@ class Recalibration:
         return self.report
 
     def _run_steps(self) -> None:
-        golden = self._golden_path()
-        current = self._current_adapter()
-        train_set = self._snapshot_and_replay()
-        if train_set is None:
+        external = self._external_golden()
+        current = self._current_model()
+        sets = self._snapshot(external)
+        if sets is None:
             return
-        candidate = self._train(train_set, current)
-        reports = self._evaluate(golden, current, candidate)
-        fits = self._fit_thresholds(reports["candidate"])
-        if not self._gate(reports):
+        train_set, golden = sets
+        adapter = self._train(self._replay(train_set), current.adapter)
+        candidate = Contender("candidate", adapter, current.thresholds, self._export(adapter))
+        results = self._evaluate(golden, (current, candidate))
+        fits, candidate, results["candidate"] = self._fit_thresholds(golden, candidate, results["candidate"],
+                                                                     current.thresholds)
+        self.report.verdicts = verdict_changes(golden.dataset, golden.entry_ids, results["current"].predictions,
+                                               results["candidate"].predictions,
+                                               (current.thresholds, candidate.thresholds), self.report.run_dir)
+        if not self._gate(golden, results):
             return
-        version = self._promote(candidate, fits, reports["candidate"])
-        self._notify(version)
+        version = self._promote(adapter, fits, results["candidate"].report)
+        if self.options.promote:
+            self._notify(version)
 
-    def _golden_path(self) -> Path:
+    # ----- inputs -------------------------------------------------------------------------------------------------
+    def _external_golden(self) -> Path | None:
+        """The configured external golden set file, if any (checked before anything else is done)."""
         golden = self.options.golden_set or self.cfg.golden_set
-        if golden is None:
-            raise RunError("no golden set: set recalibration.golden_set in the config or pass --golden")
-        if not Path(golden).exists():
+        if golden is not None and not Path(golden).exists():
             raise RunError(f"golden set {golden} does not exist")
-        return Path(golden)
+        return None if golden is None else Path(golden)
 
-    def _current_adapter(self) -> Path | None:
-        """The serving adapter (the store's current, verified), after checking the store's base is our model."""
-        model_dir = self.settings.model.path
+    def _current_model(self) -> Contender:
+        """The serving model (the store's current, verified) after checking the store's base is our base model."""
+        if self.settings.model.backend == "onnx" and self.cfg.base_model is None:
+            raise RunError("model.backend is onnx, so model.path is an ONNX export the run cannot train: set "
+                           "recalibration.base_model to the base model folder it was exported from")
         if self.store.base() is None:
-            self.store.set_base(model_dir)
+            self.store.set_base(self.base_dir)
         else:
-            self.store.verify_base(model_dir)
+            self.store.verify_base(self.base_dir)
         version = self.store.current()
         self.report.current = version
-        if version is not None:
-            self.store.verify(version)
-            return self.store.path(version)
-        return self.settings.model.adapter
+        if version is None:
+            return Contender("current", self.settings.model.adapter, self._thresholds({}))
+        manifest = self.store.verify(version)
+        export = self.store.export_path(version) if self.settings.model.backend == "onnx" else None
+        if self.settings.model.backend == "onnx" and export is None:
+            raise RunError(f"the current adapter {version} has no ONNX export, so this onnx line cannot serve it")
+        return Contender("current", self.store.path(version), self._thresholds(manifest.thresholds), export)
 
-    def _snapshot_and_replay(self) -> Dataset | None:
+    def _thresholds(self, fitted: dict[str, float]) -> Thresholds:
+        """What the daemon judges with: the model folder's thresholds.json, then `fitted`, then the config's own."""
+        m = self.settings.model
+        return Thresholds({**base_thresholds(self.settings), **fitted, **m.thresholds}, m.default_threshold,
+                          m.uncertain_band)
+
+    def _snapshot(self, external: Path | None) -> tuple[Dataset, GoldenSet] | None:
+        """Verified training and golden frames; None (and the outcome) when there is too little to learn or judge."""
+        run_dir, state_dir, queue = self.report.run_dir, self.settings.state_dir, self.settings.queue
         with self.step("snapshot") as record:
-            queued = snapshot_queue(self.settings.state_dir, self.class_names, self.report.run_dir / "snapshot")
+            queued = snapshot_queue(state_dir, self.class_names, run_dir / "snapshot", queue)
             record["labelled_frames"] = len(queued.samples)
-        if len(queued.samples) < self.cfg.min_labelled:
+            learnable = len(queued.samples) >= self.cfg.min_labelled
+            golden = golden_set(state_dir, self.class_names, run_dir / "golden", queue, external) if learnable else None
+            record["golden_frames"] = len(golden.dataset.samples) if golden is not None else None
+        self.report.data = {"training_frames": len(queued.samples), "labelled_frames": len(queued.samples),
+                            "snapshot": str(run_dir / "snapshot")}
+        if golden is None:
             self.report.outcome = Outcome.NOTHING_TO_LEARN
-            self.report.reason = (f"{len(queued.samples)} labelled queue frame(s), at least {self.cfg.min_labelled} "
-                                  "needed: review frames with `edge-inspect queue export/import` first")
+            self.report.reason = (f"{len(queued.samples)} labelled queue frame(s) verified for training, at least "
+                                  f"{self.cfg.min_labelled} needed: review frames in the station (or with "
+                                  "`edge-inspect queue export/import`) first")
             return None
+        self.report.data["golden"] = golden.to_json(self.cfg.min_golden_per_class)
+        too_small = too_small_reason(golden, self.cfg.min_golden_per_class)
+        if too_small is not None:
+            self.report.outcome, self.report.reason = Outcome.GOLDEN_TOO_SMALL, too_small
+            return None
+        return queued, golden
+
+    def _replay(self, queued: Dataset) -> Dataset:
         with self.step("replay") as record:
             count = min(self.cfg.replay_max, round(self.cfg.replay_ratio * len(queued.samples)))
             replay = replay_sample(self.cfg.replay_data, count, self.cfg.seed, self.class_names)
             record["replay_frames"] = len(replay)
-        self.report.data = {"labelled_frames": len(queued.samples), "replay_frames": len(replay),
-                            "snapshot": str(self.report.run_dir / "snapshot")}
+        self.report.data["replay_frames"] = len(replay)
         return Dataset(self.class_names, queued.samples + replay)
 
+    # ----- training and evaluation ----------------------------------------------------------------------------------
     def _train(self, train_set: Dataset, current: Path | None) -> Path:
         from finetune.lora import LoraSettings
-        from finetune.train import TrainConfig, train_lora
+        from finetune.train.config import TrainConfig
+        from finetune.train.run import train_lora
 
         minutes = self.options.max_minutes or self.cfg.max_minutes
         base = {"epochs": self.cfg.epochs, "batch_size": self.cfg.batch_size, "lr": self.cfg.lr,
@@ -362,75 +240,107 @@ class Recalibration:
         config = TrainConfig(**{**base, **self.options.train_overrides})
         out = self.report.run_dir / "candidate"
         with self.step("train") as record:
-            result = train_lora(self.settings.model.path, train_set, out, config, init_adapter=current,
-                                run_dir=self.report.run_dir / "training")
+            self.watch.start_training(config.max_seconds)
+            result = train_lora(self.base_dir, train_set, out, config, init_adapter=current,
+                                run_dir=self.report.run_dir / "training", progress=self.watch.training_step)
             record.update(steps=result.steps, final_loss=result.final_loss, stopped=result.stopped)
         self.report.training = {"steps": result.steps, "final_loss": result.final_loss, "stopped": result.stopped,
                                 "parent": self.report.current, "run_dir": str(result.run_dir)}
         self.report.files["training_plot"] = "training/training.png"
         return out
 
-    def _evaluate(self, golden: Path, current: Path | None, candidate: Path) -> dict[str, Any]:
-        from agent.detector.florence2 import DetectorOptions, Florence2Detector
-        from finetune.data import read_dataset
-        from finetune.evaluate import EvalOptions, evaluate
+    def _export(self, adapter: Path) -> Path | None:
+        """On an onnx line: the candidate merged and exported at `onnx_precision` (what the line would serve)."""
+        if self.settings.model.backend != "onnx":
+            return None
+        with self.step("export") as record:
+            export = export_candidate(self.base_dir, adapter, self.cfg.onnx_precision, self.class_names)
+            record["precision"] = self.cfg.onnx_precision
+        return export
 
-        reports: dict[str, Any] = {}
+    def _evaluate(self, golden: GoldenSet, contenders: tuple[Contender, ...]) -> dict[str, GoldenResult]:
+        """Both models on the golden set, on the line's backend; reports and plots in `<run_dir>/<name>/`."""
+        results: dict[str, GoldenResult] = {}
         with self.step("evaluate") as record:
-            dataset = read_dataset("jsonl", golden)
-            options = EvalOptions(annotated_frames=4)
-            for name, adapter in (("current", current), ("candidate", candidate)):
-                detector = Florence2Detector(self.settings.model.path, adapter, self.class_names,
-                                             DetectorOptions(device=self.settings.model.device))
-                thresholds = dict(self.settings.model.thresholds) or self.settings.model.default_threshold
-                reports[name] = evaluate(detector, dataset, self.report.run_dir / name, thresholds, options)
-                record[f"{name}_map"] = reports[name].map
-                self.report.files[f"{name}_pr_curves"] = f"{name}/pr_curves.png"
-        self.report.evaluation = {name: {"map": r.map, "map50": r.map50, "per_class": r.per_class,
-                                         "model": r.model, "images": len(dataset.samples)}
-                                  for name, r in reports.items()}
-        return reports
+            for contender in contenders:
+                detector = line_detector(self.settings, self.base_dir, contender)
+                predictions = predict_golden(detector, golden.dataset, self.watch.batches)
+                results[contender.name] = write_golden_report(golden.dataset, predictions, contender,
+                                                              self.report.run_dir, getattr(detector, "version", None))
+                record[f"{contender.name}_map"] = results[contender.name].report.map
+                del detector  # one model in memory at a time
+        backend = self.settings.model.backend
+        self.report.evaluation = {"backend": backend, "images": len(golden.dataset.samples),
+                                  **({"precision": self.cfg.onnx_precision} if backend == "onnx" else {})}
+        for name, result in results.items():
+            self._record_evaluation(name, result, len(golden.dataset.samples))
+        return results
 
-    def _fit_thresholds(self, candidate: Any) -> dict[str, ThresholdFit]:
+    def _record_evaluation(self, name: str, result: GoldenResult, images: int) -> None:
+        self.report.evaluation[name] = summary(result, images)
+        self.report.files.update({f"{name}_{key}": path for key, path in result.files.items()})
+
+    def _fit_thresholds(self, golden: GoldenSet, candidate: Contender, result: GoldenResult, current: Thresholds
+                        ) -> tuple[dict[str, ThresholdFit], Contender, GoldenResult]:
+        """Per-class thresholds for the candidate (a class that cannot be fitted keeps the current one); its report
+        is re-written at them, so its confusion matrix shows what the line would see."""
         metric = "recall" if self.cfg.target_recall is not None else "precision"
         target = self.cfg.target_recall if metric == "recall" else (self.options.target_precision
                                                                     or self.cfg.target_precision)
-        fallback = {name: self.settings.model.threshold(name) for name in self.class_names}
+        fallback = current.for_classes(self.class_names)
         with self.step("thresholds") as record:
-            fits = fit_thresholds(candidate.pr, float(target or 0.9), metric, fallback)  # type: ignore[arg-type]
+            fits = fit_thresholds(result.report.pr, float(target or 0.9), metric, fallback)  # type: ignore[arg-type]
             record["thresholds"] = thresholds_of(fits)
+            candidate = replace(candidate, thresholds=self._thresholds(thresholds_of(fits)))
+            result = write_golden_report(golden.dataset, result.predictions, candidate, self.report.run_dir,
+                                         result.report.model)
         self.report.thresholds = {"metric": metric, "target": target,
                                   "classes": {name: fit.to_json() for name, fit in fits.items()}}
-        return fits
+        self._record_evaluation("candidate", result, len(golden.dataset.samples))
+        return fits, candidate, result
 
-    def _gate(self, reports: dict[str, Any]) -> bool:
+    # ----- decision and promotion -----------------------------------------------------------------------------------
+    def _gate(self, golden: GoldenSet, results: dict[str, GoldenResult]) -> bool:
+        """Judge the candidate against the current model; a failed gate ends the run REJECTED."""
+        from finetune.evaluate import align_ground_truth
+
+        rules = GateRules(self.cfg.ap_margin, self.cfg.min_map50_delta, self.cfg.bootstrap_resamples, self.cfg.seed)
         with self.step("gate") as record:
-            gate = compare(self.report.evaluation["current"], self.report.evaluation["candidate"],
-                           self.cfg.ap_margin)
-            record.update(passed=gate["passed"], failures=gate["failures"])
+            truth = align_ground_truth(golden.dataset, self.class_names)
+            current, candidate = (Judged(scores_of(results[name].report), results[name].predictions)
+                                  for name in ("current", "candidate"))
+            gate = judge(truth, self.class_names, current, candidate, rules)
+            record.update(passed=gate["passed"], rule=gate["rule"], failures=gate["failures"])
         self.report.gate = gate
         if not gate["passed"]:
             self.report.outcome = Outcome.REJECTED
-            self.report.reason = "candidate rejected, the current model keeps serving: " + "; ".join(gate["failures"])
+            self.report.reason = (f"candidate rejected (rule {gate['rule']}), the current model keeps serving: "
+                                  + "; ".join(gate["failures"]))
         return bool(gate["passed"])
 
     def _promote(self, candidate: Path, fits: dict[str, ThresholdFit], report: Any) -> str:
+        """Store the candidate (with its ONNX export on an onnx line) and, unless told not to, make it current."""
         with self.step("promote") as record:
-            metrics = {"map": report.map, "map50": report.map50, "per_class": report.per_class,
-                       "golden_set": str(self._golden_path())}
+            metrics = {**scores_of(report), "golden_set": self.report.data["golden"]}
             version = self.store.add_adapter(candidate, parent=self.report.current, metrics=metrics,
                                              thresholds=thresholds_of(fits),
                                              extra={"recalibration_run": self.report.run_id})
             self.report.candidate = version
-            self.store.promote(version)
             record["version"] = version
+            if not self.options.promote:
+                record["state"] = "skipped"
+                self.report.outcome = Outcome.PASSED
+                self.report.reason = (f"the gate passed; stored as {version}, not promoted: the technician decides "
+                                      f"({self.report.current or 'the base model alone'} keeps serving)")
+                return version
+            self.store.promote(version)
         self.report.outcome = Outcome.PROMOTED
         self.report.reason = f"promoted {version} (was {self.report.current or 'the base model alone'})"
         return version
 
     def _notify(self, version: str) -> None:
         mode = self.options.notify or self.cfg.notify
-        with self.step("notify") as record:
+        with self.step("notify", cancellable=False) as record:
             record["mode"] = mode
             if mode == "mqtt":
                 try:
@@ -440,54 +350,13 @@ class Recalibration:
                     self.report.reason += f"; {exc} (reload the daemon by hand: systemctl reload edge-inspect)"
 
 
-def write_report(report: Report) -> None:
-    """report.json and report.md (tables + links to the plots) in the run folder."""
-    report.files.update({"json": "report.json", "markdown": "report.md"})
-    (report.run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
-    (report.run_dir / "report.md").write_text(report_markdown(report))
-
-
-def report_markdown(report: Report) -> str:
-    lines = [f"# Recalibration run {report.run_id}", "", f"**Outcome: {report.outcome.name.lower()}** — "
-             f"{report.reason}", "", f"- current model: {report.current or 'base model alone'}",
-             f"- candidate version: {report.candidate or '(not stored)'}",
-             f"- data: {report.data.get('labelled_frames', 0)} labelled queue frames, "
-             f"{report.data.get('replay_frames', 0)} replay frames",
-             f"- training: {report.training.get('steps', 0)} steps, final loss "
-             f"{report.training.get('final_loss', float('nan')):.4f}"
-             + (f" (stopped early: {report.training['stopped']})" if report.training.get("stopped") else ""), ""]
-    if report.gate:
-        lines += ["## Golden set (AP@[.5:.95])", "", "| class | current | candidate | change |",
-                  "| --- | --- | --- | --- |"]
-        for name, row in report.gate["per_class"].items():
-            lines.append(f"| {name} | {_num(row['current'])} | {_num(row['candidate'])} | "
-                         f"{_num(row['delta'], True)} |")
-        lines += [f"| **mean** | {_num(report.gate['map']['current'])} | {_num(report.gate['map']['candidate'])} | "
-                  f"{_num(report.gate['map']['candidate'] - report.gate['map']['current'], True)} |", ""]
-        lines += [f"- gate failure: {f}" for f in report.gate["failures"]] or ["- gate passed"]
-        lines.append("")
-    if report.thresholds:
-        lines += [f"## Thresholds ({report.thresholds['metric']} >= {report.thresholds['target']})", "",
-                  "| class | threshold | precision | recall | note |", "| --- | --- | --- | --- | --- |"]
-        for name, fit in report.thresholds["classes"].items():
-            lines.append(f"| {name} | {fit['threshold']:.3f} | {_num(fit['precision'])} | {_num(fit['recall'])} | "
-                         f"{fit['reason']} |")
-        lines.append("")
-    plots = [(k, v) for k, v in report.files.items() if v.endswith(".png")]
-    lines += ["## Plots", ""] + [f"![{k}]({v})" for k, v in plots] if plots else []
-    return "\n".join(lines) + "\n"
-
-
-def _num(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
 def recalibrate(settings: Settings, options: RunOptions = RunOptions()) -> Report:
-    """Run once with progress on the log and, when enabled and reachable, on MQTT."""
+    """Run once with progress on the log, in progress.json and, when enabled and reachable, on MQTT; SIGTERM
+    cancels it cleanly."""
     events = Events(settings, settings.recalibration.publish_events)
     try:
-        return Recalibration(settings, options, events).run()
+        run = Recalibration(settings, options, events)
+        with cancel_on_sigterm(run.watch):
+            return run.run()
     finally:
         events.close()

@@ -1,6 +1,6 @@
 """Per-class score thresholds fitted to a target precision (or recall) from evaluation PR data.
 
-Input is `finetune.evaluate.class_pr_data(...)`: per class, every prediction's score (best first) and whether it
+Input is `finetune.metrics.class_pr_data(...)`: per class, every prediction's score (best first) and whether it
 matched a ground-truth box. Keeping the predictions with `score >= t` gives one (precision, recall) point per
 distinct score; the fit picks, among the cuts meeting the target,
 
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from finetune.evaluate import ClassPR
+from finetune.metrics import ClassPR
 
 Metric = Literal["precision", "recall"]
 

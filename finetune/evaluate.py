@@ -1,25 +1,17 @@
-"""Evaluate a detector on a data set: COCO mAP, per-class AP and PR data, confusion matrix, false rejects.
+"""Evaluate a detector on a data set and write the report: the orchestration around `finetune.metrics`.
 
 `evaluate(detector, dataset, out_dir)` runs the detector over the set (batched), scores the predictions with
-faster-coco-eval using the detector's real per-box scores, and writes `metrics.json`, `confusion_matrix.json`,
-`pr_curves.json` and PNG plots plus a few annotated frames to `out_dir`. The pure parts are separate so the
-recalibration run can reuse them on cached predictions:
-
-- `score_predictions(ground_truth, predictions, ...)` -> `EvalReport` (no I/O),
-- `class_pr_data(...)` -> per class, every prediction's score and whether it was a true positive at an IoU
-  (what threshold fitting needs), and `ClassPR.curve()` for precision/recall at every score cut,
-- `confusion_matrix(...)` and `false_rejects(...)` at the operating thresholds.
-
-Operating thresholds (`thresholds`): one float for every class or a per-class mapping (unlisted classes get
-`DEFAULT_THRESHOLD`). mAP and PR data use every prediction whatever its score; the confusion matrix, the operating
-point and false rejects (detections above threshold on frames whose ground truth has no boxes) use the thresholds.
+`finetune.metrics.score_predictions` (faster-coco-eval on the detector's real per-box scores), and writes
+`metrics.json`, `confusion_matrix.json`, `pr_curves.json` and PNG plots (`finetune.plots`) plus a few annotated
+frames to `out_dir`. The scoring itself has no I/O and lives in `finetune.metrics`, so the recalibration run can
+reuse it on cached predictions.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,16 +19,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from agent.detections import Detections, box_iou
+from agent.detections import Detections
 from finetune.data.dataset import Dataset, Progress, no_progress
-
-DEFAULT_THRESHOLD = 0.5
-BACKGROUND = "background"
-Thresholds = float | Mapping[str, float] | None
-
-
-class EvalError(ValueError):
-    """Inputs that cannot be evaluated together; the message names the class, image or value at fault."""
+from finetune.metrics import BACKGROUND, EvalError, EvalReport, Thresholds, pr_curves_json, score_predictions
 
 
 class DetectorLike(Protocol):
@@ -51,288 +36,6 @@ class EvalOptions:
     batch_size: int = 4
     annotated_frames: int = 8
     plots: bool = True
-
-
-# ----- per-class PR data ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ClassPR:
-    """Every prediction of one class over the data set, best score first, and whether it hit a ground-truth box."""
-
-    name: str
-    scores: npt.NDArray[np.float64]
-    tp: npt.NDArray[np.bool_]
-    n_gt: int
-
-    def curve(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """(precision, recall, score) after keeping the first 1, 2, ... predictions (i.e. score >= score[i])."""
-        tp = np.cumsum(self.tp)
-        fp = np.cumsum(~self.tp)
-        precision = tp / np.maximum(tp + fp, 1)
-        recall = tp / self.n_gt if self.n_gt else np.zeros_like(precision, dtype=np.float64)
-        return precision.astype(np.float64), recall.astype(np.float64), self.scores
-
-    def ap(self) -> float | None:
-        """All-point interpolated AP at this IoU (None without ground truth): a cross-check on COCO's number."""
-        if self.n_gt == 0:
-            return None
-        precision, recall, _ = self.curve()
-        envelope = np.maximum.accumulate(np.concatenate([precision, [0.0]])[::-1])[::-1]
-        steps = np.diff(np.concatenate([[0.0], recall]))
-        return float(np.sum(steps * envelope[:-1]))
-
-    def at_threshold(self, threshold: float) -> dict[str, Any]:
-        """Counts and precision/recall of the predictions scoring >= `threshold`."""
-        kept = self.scores >= threshold
-        tp, fp = int(self.tp[kept].sum()), int((~self.tp[kept]).sum())
-        return {"threshold": threshold, "tp": tp, "fp": fp, "fn": self.n_gt - tp,
-                "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / self.n_gt if self.n_gt else None}
-
-
-def match_same_class(gt: Detections, pred: Detections, class_id: int, iou: float) -> tuple[np.ndarray, np.ndarray]:
-    """COCO-style greedy matching within one class: (scores, tp flags) of that class's predictions on one frame."""
-    gt_boxes = gt.xyxy[gt.class_id == class_id]
-    mine = pred.class_id == class_id
-    scores = pred.score[mine].astype(np.float64)
-    order = np.argsort(-scores, kind="stable")
-    overlaps = box_iou(pred.xyxy[mine][order], gt_boxes)
-    taken = np.zeros(len(gt_boxes), dtype=bool)
-    tp = np.zeros(len(order), dtype=bool)
-    for row in range(len(order)):
-        candidates = np.where(taken, -1.0, overlaps[row]) if len(gt_boxes) else np.zeros(0)
-        if len(candidates) and candidates.max() >= iou:
-            taken[int(candidates.argmax())] = True
-            tp[row] = True
-    return scores[order], tp
-
-
-def class_pr_data(
-    ground_truth: Sequence[Detections], predictions: Sequence[Detections], class_names: Sequence[str], iou: float = 0.5
-) -> dict[str, ClassPR]:
-    """Per class: every prediction's score (descending) and TP flag at `iou`, and the number of ground-truth boxes."""
-    result = {}
-    for class_id, name in enumerate(class_names):
-        parts = [match_same_class(gt, pred, class_id, iou) for gt, pred in zip(ground_truth, predictions)]
-        scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
-        tp = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=bool)
-        order = np.argsort(-scores, kind="stable")
-        n_gt = int(sum((gt.class_id == class_id).sum() for gt in ground_truth))
-        result[name] = ClassPR(name, scores[order], tp[order], n_gt)
-    return result
-
-
-# ----- COCO metrics --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CocoMetrics:
-    map: float
-    map50: float
-    map75: float
-    per_class: dict[str, float | None]  # AP@[.5:.95]; None for a class without ground-truth boxes
-    per_class_ap50: dict[str, float | None]
-
-
-def to_coco(
-    ground_truth: Sequence[Detections], predictions: Sequence[Detections], class_names: Sequence[str]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Ground truth as a COCO data set dict and predictions as a COCO results list (ids are 1-based)."""
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for image_id, (gt, pred) in enumerate(zip(ground_truth, predictions), start=1):
-        images.append({"id": image_id, "width": gt.image_size[0], "height": gt.image_size[1]})
-        for box in gt:
-            xywh = _xywh(box.xyxy)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": box.class_id + 1,
-                                "bbox": xywh, "area": xywh[2] * xywh[3], "iscrowd": 0})
-        results.extend({"image_id": image_id, "category_id": box.class_id + 1, "bbox": _xywh(box.xyxy),
-                        "score": box.score} for box in pred)
-    categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
-    return {"images": images, "annotations": annotations, "categories": categories}, results
-
-
-def _xywh(xyxy: tuple[float, float, float, float]) -> list[float]:
-    x1, y1, x2, y2 = xyxy
-    return [x1, y1, max(x2 - x1, 0.0), max(y2 - y1, 0.0)]
-
-
-def coco_metrics(
-    ground_truth: Sequence[Detections], predictions: Sequence[Detections], class_names: Sequence[str]
-) -> CocoMetrics:
-    """mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP, computed by faster-coco-eval (all areas, 100 dets)."""
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    gt_dict, results = to_coco(ground_truth, predictions, class_names)
-    coco_gt = COCO(gt_dict)
-    coco_eval = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iouType="bbox", print_function=_silent)
-    coco_eval.evaluate()
-    coco_eval.accumulate()
-    coco_eval.summarize()
-    precision = np.asarray(coco_eval.eval["precision"])[:, :, :, 0, -1]  # IoU x recall x class, area all, 100 dets
-    per_class = {name: _mean_valid(precision[:, :, k]) for k, name in enumerate(class_names)}
-    per_class_50 = {name: _mean_valid(precision[0, :, k]) for k, name in enumerate(class_names)}
-    stats = [max(float(s), 0.0) for s in coco_eval.stats[:3]]  # COCO reports -1 when nothing has ground truth
-    return CocoMetrics(stats[0], stats[1], stats[2], per_class, per_class_50)
-
-
-def _mean_valid(values: npt.NDArray[np.float64]) -> float | None:
-    valid = values[values > -1]
-    return float(valid.mean()) if valid.size else None
-
-
-def _silent(*_args: object, **_kwargs: object) -> None:
-    return None
-
-
-# ----- thresholds, confusion matrix, false rejects ------------------------------------------------------------------
-def resolve_thresholds(thresholds: Thresholds, class_names: Sequence[str]) -> dict[str, float]:
-    """One threshold per class; an unknown class name or a value outside [0, 1] raises `EvalError`."""
-    if thresholds is None or isinstance(thresholds, (int, float)):
-        value = DEFAULT_THRESHOLD if thresholds is None else float(thresholds)
-        resolved = {name: value for name in class_names}
-    else:
-        unknown = sorted(set(thresholds) - set(class_names))
-        if unknown:
-            raise EvalError(f"thresholds for unknown class(es) {unknown}; classes: {list(class_names)}")
-        resolved = {name: float(thresholds.get(name, DEFAULT_THRESHOLD)) for name in class_names}
-    bad = {name: value for name, value in resolved.items() if not 0.0 <= value <= 1.0}
-    if bad:
-        raise EvalError(f"thresholds must lie in [0, 1]; got {bad}")
-    return resolved
-
-
-def above_threshold(pred: Detections, thresholds: Mapping[str, float]) -> Detections:
-    cut = np.array([thresholds[name] for name in pred.class_names], dtype=np.float32)
-    return pred[pred.score >= cut[pred.class_id]] if len(pred) else pred
-
-
-@dataclass(frozen=True)
-class FrameMatch:
-    """One frame's kept predictions matched to ground truth, whatever the class (for the confusion matrix)."""
-
-    pairs: list[tuple[int, int]]  # (gt class, predicted class)
-    unmatched_pred: list[int]  # predicted classes of false positives
-    unmatched_gt: list[int]  # classes of missed ground-truth boxes
-
-    @property
-    def errors(self) -> int:
-        return len(self.unmatched_pred) + len(self.unmatched_gt) + sum(g != p for g, p in self.pairs)
-
-
-def match_frame(gt: Detections, pred: Detections, iou: float) -> FrameMatch:
-    """Greedy by score: same-class matches first, then a leftover prediction may match a box of another class."""
-    order = np.argsort(-pred.score, kind="stable")
-    overlaps = box_iou(pred.xyxy, gt.xyxy)
-    gt_taken = np.zeros(len(gt), dtype=bool)
-    pred_match = np.full(len(pred), -1)
-    for same_class in (True, False):
-        for p in order:
-            if pred_match[p] >= 0:
-                continue
-            allowed = ~gt_taken & ((gt.class_id == pred.class_id[p]) if same_class else True)
-            candidates = np.where(allowed, overlaps[p], -1.0)
-            if len(candidates) and candidates.max() >= iou:
-                pred_match[p] = int(candidates.argmax())
-                gt_taken[pred_match[p]] = True
-    pairs = [(int(gt.class_id[g]), int(pred.class_id[p])) for p, g in enumerate(pred_match) if g >= 0]
-    return FrameMatch(pairs, [int(pred.class_id[p]) for p in np.where(pred_match < 0)[0]],
-                      [int(gt.class_id[g]) for g in np.where(~gt_taken)[0]])
-
-
-def confusion_matrix(matches: Sequence[FrameMatch], n_classes: int) -> npt.NDArray[np.int64]:
-    """(K+1) x (K+1) counts: rows = ground truth, columns = prediction; index K is background (miss / false alarm)."""
-    matrix = np.zeros((n_classes + 1, n_classes + 1), dtype=np.int64)
-    for match in matches:
-        for gt_class, pred_class in match.pairs:
-            matrix[gt_class, pred_class] += 1
-        for pred_class in match.unmatched_pred:
-            matrix[n_classes, pred_class] += 1
-        for gt_class in match.unmatched_gt:
-            matrix[gt_class, n_classes] += 1
-    return matrix
-
-
-def false_rejects(
-    ground_truth: Sequence[Detections], kept: Sequence[Detections], names: Sequence[str]
-) -> dict[str, Any]:
-    """Known-good frames (no ground-truth boxes) that got at least one detection above threshold."""
-    good = [i for i, gt in enumerate(ground_truth) if len(gt) == 0]
-    rejected = [names[i] for i in good if len(kept[i]) > 0]
-    return {"known_good_frames": len(good), "count": len(rejected),
-            "rate": len(rejected) / len(good) if good else None, "frames": rejected}
-
-
-# ----- the report ----------------------------------------------------------------------------------------------------
-@dataclass
-class EvalReport:
-    """Everything an evaluation found; `to_json()` is what `metrics.json` holds."""
-
-    coco: CocoMetrics
-    pr: dict[str, ClassPR]
-    thresholds: dict[str, float]
-    iou: float
-    confusion: npt.NDArray[np.int64]
-    false_rejects: dict[str, Any]
-    counts: dict[str, int]
-    frame_errors: list[int]
-    model: str | None = None
-    files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.pr)
-
-    @property
-    def map(self) -> float:
-        return self.coco.map
-
-    @property
-    def map50(self) -> float:
-        return self.coco.map50
-
-    @property
-    def per_class(self) -> dict[str, float | None]:
-        return self.coco.per_class
-
-    def confusion_json(self) -> dict[str, Any]:
-        return {"labels": [*self.class_names, BACKGROUND], "rows": "ground truth", "columns": "prediction",
-                "iou": self.iou, "thresholds": self.thresholds, "matrix": self.confusion.tolist()}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "map": self.coco.map, "map50": self.coco.map50, "map75": self.coco.map75,
-            "per_class": self.coco.per_class, "per_class_ap50": self.coco.per_class_ap50,
-            "operating_point": {name: pr.at_threshold(self.thresholds[name]) for name, pr in self.pr.items()},
-            "false_rejects": self.false_rejects, "confusion_matrix": self.confusion_json(),
-            "iou": self.iou, "thresholds": self.thresholds, "model": self.model, **self.counts, "files": self.files,
-        }
-
-
-def score_predictions(
-    ground_truth: Sequence[Detections],
-    predictions: Sequence[Detections],
-    class_names: Sequence[str],
-    names: Sequence[str] | None = None,
-    thresholds: Thresholds = None,
-    iou: float = 0.5,
-) -> EvalReport:
-    """All metrics for aligned ground truth / predictions (same class list); `names` label frames in reports."""
-    if len(ground_truth) != len(predictions):
-        raise EvalError(f"{len(ground_truth)} ground-truth frames but {len(predictions)} prediction lists")
-    if not ground_truth:
-        raise EvalError("nothing to evaluate: the data set has no images")
-    if not 0.0 < iou <= 1.0:
-        raise EvalError(f"iou={iou}: must lie in (0, 1]")
-    names = list(names) if names is not None else [str(i) for i in range(len(ground_truth))]
-    resolved = resolve_thresholds(thresholds, class_names)
-    kept = [above_threshold(pred, resolved) for pred in predictions]
-    matches = [match_frame(gt, k, iou) for gt, k in zip(ground_truth, kept)]
-    counts = {"images": len(ground_truth), "gt_boxes": sum(len(gt) for gt in ground_truth),
-              "detections": sum(len(p) for p in predictions), "detections_above_threshold": sum(len(k) for k in kept)}
-    return EvalReport(
-        coco=coco_metrics(ground_truth, predictions, class_names),
-        pr=class_pr_data(ground_truth, predictions, class_names, iou),
-        thresholds=resolved, iou=iou, confusion=confusion_matrix(matches, len(class_names)),
-        false_rejects=false_rejects(ground_truth, kept, names), counts=counts, frame_errors=[m.errors for m in matches],
-    )
 
 
 # ----- running a detector over a data set ----------------------------------------------------------------------------
@@ -374,11 +77,27 @@ def evaluate(
 ) -> EvalReport:
     """Run, score and write the report (metrics.json, confusion_matrix.json, pr_curves.json, PNGs, frames)."""
     class_names = tuple(detector.class_names)
-    ground_truth = align_ground_truth(dataset, class_names)
+    align_ground_truth(dataset, class_names)  # an unknown class fails before the detector runs
     predictions = predict(detector, dataset, options.batch_size, progress)
+    return report_predictions(dataset, predictions, class_names, out_dir, thresholds, options,
+                              getattr(detector, "version", None))
+
+
+def report_predictions(
+    dataset: Dataset,
+    predictions: Sequence[Detections],
+    class_names: Sequence[str],
+    out_dir: Path,
+    thresholds: Thresholds = None,
+    options: EvalOptions = EvalOptions(),
+    model: str | None = None,
+) -> EvalReport:
+    """Score predictions made elsewhere (one per sample, e.g. kept to compare two models frame by frame) and write
+    the same report as `evaluate`."""
+    ground_truth = align_ground_truth(dataset, class_names)
     names = [dataset.relative_name(sample).as_posix() for sample in dataset.samples]
     report = score_predictions(ground_truth, predictions, class_names, names, thresholds, options.iou)
-    report.model = getattr(detector, "version", None)
+    report.model = model
     if options.annotated_frames:
         write_annotated_frames(report, dataset, ground_truth, predictions, Path(out_dir), options.annotated_frames)
     write_report(report, Path(out_dir), options)
@@ -401,17 +120,6 @@ def write_report(report: EvalReport, out_dir: Path, options: EvalOptions = EvalO
     _write_json(out_dir / "metrics.json", report.to_json())
 
 
-def pr_curves_json(pr: Mapping[str, ClassPR], iou: float) -> dict[str, Any]:
-    """Per class: the precision/recall/score after each prediction (thinned to at most 200 points)."""
-    curves = {}
-    for name, data in pr.items():
-        precision, recall, scores = data.curve()
-        keep = np.unique(np.linspace(0, len(scores) - 1, min(len(scores), 200)).astype(np.int64))
-        curves[name] = {"n_gt": data.n_gt, "ap": data.ap(), "precision": precision[keep].round(4).tolist(),
-                        "recall": recall[keep].round(4).tolist(), "score": scores[keep].round(4).tolist()}
-    return {"iou": iou, "classes": curves}
-
-
 def write_annotated_frames(
     report: EvalReport,
     dataset: Dataset,
@@ -428,7 +136,7 @@ def write_annotated_frames(
     written = []
     for index in worst:
         sample = dataset.samples[index]
-        kept = above_threshold(predictions[index], report.thresholds)
+        kept = predictions[index].above(report.thresholds)
         path = out_dir / "annotated" / f"{index:05d}_{sample.image.stem}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), draw_comparison(read_image(sample.image), ground_truth[index], kept)):

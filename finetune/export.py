@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from agent.detector.fast import FastDecoder
+from agent.modeldir import write_class_names
 
 PRECISIONS = ("fp32", "fp16", "int8")
 GRAPHS = ("vision_encoder", "encoder_model", "decoder_model_with_past")
@@ -134,7 +135,7 @@ def export_onnx(
         for graph in GRAPHS:
             convert_graph(fp32_dir / f"{graph}.onnx", out_dir / f"{graph}.onnx", precision)
     detector.processor.save_pretrained(out_dir)
-    (out_dir / "classes.txt").write_text("\n".join(detector.class_names) + "\n")
+    write_class_names(out_dir, detector.class_names)
     ExportManifest(**{**asdict(manifest), "precision": precision}).write(out_dir)
     return out_dir
 

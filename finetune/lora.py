@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agent.store import StoreError, check_adapter_dir
+from agent.store.files import StoreError, check_adapter_dir
 
 TEXT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 VISION_TARGETS: tuple[str, ...] = ("qkv", "proj")

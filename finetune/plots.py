@@ -1,4 +1,5 @@
-"""Pictures of an evaluation: PR curves, confusion matrix, predictions vs ground truth.
+"""Pictures of an evaluation and a training run: PR curves, confusion matrix, predictions vs ground truth, loss
+and mAP curves. Drawing only: the numbers come from `finetune.metrics` and the training history.
 
 matplotlib runs on the non-interactive Agg backend (no display on a factory box or in CI).
 """
@@ -21,7 +22,7 @@ from agent.annotate import draw_detections
 from agent.detections import Detections
 
 if TYPE_CHECKING:
-    from finetune.evaluate import ClassPR
+    from finetune.metrics import ClassPR
 
 GT_COLOUR = (0, 200, 0)  # BGR green
 
@@ -76,6 +77,32 @@ def draw_comparison(frame: npt.NDArray[np.uint8], truth: Detections, predicted: 
         cv2.putText(out, f"gt:{box.label}", (x1, min(y2 + 10, out.shape[0] - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                     GT_COLOUR, 1, cv2.LINE_AA)
     return out
+
+
+def plot_training(history: list[dict[str, float]], epochs: list[dict[str, Any]], path: Path) -> Path:
+    """Training loss per step, validation loss and mAP per epoch (right axis)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train loss", color="tab:blue")
+    val = [(e["step"], e["val_loss"]) for e in epochs if e.get("val_loss") is not None]
+    if val:
+        ax.plot(*zip(*val), "o-", label="val loss", color="tab:orange")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    maps = [(e["step"], e["map"]) for e in epochs if e.get("map") is not None]
+    if maps:
+        right = ax.twinx()
+        right.plot(*zip(*maps), "s--", label="val mAP", color="tab:green")
+        right.set_ylim(0, 1)
+        right.set_ylabel("mAP@[.5:.95]")
+        right.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("LoRA fine-tuning")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _finish_axes(ax: Any, xlabel: str, ylabel: str, title: str) -> None:

@@ -28,7 +28,8 @@ from transformers import (
     Florence2VisionConfig,
 )
 
-from agent.detections import LOC_BINS
+from agent.detector.loc import LOC_BINS
+from agent.modeldir import write_class_names
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 # Florence's task prompts (what Florence2Processor expands task tokens into) and a few words of captions.
@@ -179,7 +180,7 @@ def save_model(model: Florence2ForConditionalGeneration, processor: Florence2Pro
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    (out_dir / "classes.txt").write_text("\n".join(class_names) + "\n")
+    write_class_names(out_dir, class_names)
     return out_dir
 
 

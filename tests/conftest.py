@@ -11,7 +11,7 @@ from hypothesis import settings as hypothesis_settings
 
 from agent.capture.synthetic import SyntheticFrame
 from finetune.tiny import TinySpec
-from finetune.tiny_train import TinyTrainConfig
+from finetune.tiny_train.trainer import TinyTrainConfig
 
 pytest_plugins = ["tests.fixtures.broker"]
 
@@ -42,7 +42,7 @@ def overfit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Synthe
     a model that has really memorised what those frames contain, unlike a random one."""
     from agent.capture.synthetic import SyntheticGenerator
     from finetune.tiny import build_tiny_model
-    from finetune.tiny_train import train_tiny
+    from finetune.tiny_train.trainer import train_tiny
 
     frames = SyntheticGenerator(seed=7, size=128, max_defects=2, defect_free_fraction=0.0).frames(6)
     model_dir = build_tiny_model(TINY_CLASSES, tmp_path_factory.mktemp("overfit") / "model", OVERFIT_SPEC)

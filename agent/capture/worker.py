@@ -168,6 +168,7 @@ class CaptureWorker:
         self.frames.add_camera(self.name, camera.queue_size)
         self.counters = CaptureCounters()
         self.status: CameraStatus | None = None
+        self.reason = ""  # why the camera is in its status (shown by the station)
         self._on_status = on_status
         self._source = source if source is not None else open_source(camera.source, SourceOptions.from_camera(camera))
         self._stop = threading.Event()
@@ -358,7 +359,7 @@ class CaptureWorker:
     def _set_status(self, status: CameraStatus, reason: str) -> None:
         if status == self.status:
             return
-        self.status = status
+        self.status, self.reason = status, reason
         _log.info("camera status", camera=self.name, status=status, reason=reason, **self.counters.snapshot())
         if self._on_status is None:
             return

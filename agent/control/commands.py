@@ -44,7 +44,9 @@ class TriggerCommand(_Command):
 
 
 class ReloadCommand(_Command):
-    scope: Literal["all", "model", "config"] = Field(default="all", description="What to reload")
+    scope: Literal["all", "model", "config"] = Field(
+        default="all", description="What to re-read: all = config file + model store, model = the model store only, "
+        "config = the config file only (agent/reload.py)")
 
 
 class StatusCommand(_Command):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
-from agent.detections import LOC_BINS
+from agent.detector.loc import LOC_BINS
 
 # Decoder states.
 START, GROUP, LABEL, LOC, DONE = "start", "group", "label", "loc", "done"

@@ -17,10 +17,13 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from agent import modeldir
 from agent.detections import Detections
 from agent.detector.base import DetectorError, check_frame, timed_detect
 from agent.detector.constraints import OdGrammar, OdLogitsProcessor
+from agent.detector.loc import from_loc_text
 from agent.detector.scoring import DEFAULT_LOC_WINDOW, constrained_log_probs, scored_detections
+from agent.store.manifest import adapter_label
 
 TASK = "<OD>"
 
@@ -43,8 +46,7 @@ def resolve_model_source(model: str | Path) -> str:
         if not (path / "config.json").is_file():
             raise DetectorError(f"model directory {path} has no config.json: not a save_pretrained checkpoint")
         return str(path)
-    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not path.suffix
-    if path.exists() or not looks_like_hub_id:
+    if path.exists() or modeldir.looks_local(text) or path.suffix:
         raise DetectorError(f"model directory {path} does not exist (or is not a directory)")
     return text
 
@@ -65,10 +67,10 @@ def check_florence_config(source: str) -> None:
 def read_class_names(source: str, class_names: Sequence[str] | None) -> tuple[str, ...]:
     if class_names:
         return tuple(class_names)
-    classes_file = Path(source) / "classes.txt"
-    if classes_file.is_file():
-        return tuple(line.strip() for line in classes_file.read_text().splitlines() if line.strip())
-    raise DetectorError(f"no class names given and {classes_file} does not exist")
+    try:
+        return modeldir.read_class_names(source)
+    except modeldir.MissingClassList as exc:
+        raise DetectorError(f"no class names given and {exc.path} does not exist") from None
 
 
 def pick_device(requested: str) -> torch.device:
@@ -169,7 +171,7 @@ class Florence2Detector:
         size = (int(frame.shape[1]), int(frame.shape[0]))
         if not self.options.constrained:
             text = self.processor.tokenizer.decode(tokens, skip_special_tokens=False)
-            return Detections.from_loc_text(text, self.class_names, size, strict=False)
+            return from_loc_text(text, self.class_names, size, strict=False)
         return scored_detections(tokens, log_probs, self.grammar, self.options.loc_window, self.score_columns, size)
 
 
@@ -208,14 +210,6 @@ def merge_adapter(model: Any, adapter: Path, base_source: str) -> Any:
 
 
 def model_version(source: str, adapter: str | Path | None) -> str:
-    """`base[+adapter]`: the identity results carry (an adapter manifest's version when present)."""
+    """`base[+adapter]`: the identity results carry (the adapter's store version, else its training run id)."""
     base = Path(source).name if Path(source).is_dir() else source
-    if adapter is None:
-        return base
-    manifest = Path(adapter) / "manifest.json"
-    if manifest.is_file():
-        try:
-            return f"{base}+{json.loads(manifest.read_text())['version']}"
-        except (json.JSONDecodeError, KeyError):
-            pass
-    return f"{base}+{Path(adapter).name}"
+    return base if adapter is None else f"{base}+{adapter_label(adapter)}"

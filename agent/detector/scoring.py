@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agent.detections import Detections, bins_to_xyxy
+from agent.detections import Detections
 from agent.detector.constraints import GROUP, LABEL, LOC, OdGrammar, RowState
+from agent.detector.loc import bins_to_xyxy
 
 DEFAULT_LOC_WINDOW = 8
 

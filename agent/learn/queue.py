@@ -1,130 +1,58 @@
 """The low-confidence learning queue: frames the model was unsure about, kept for review and fine-tuning.
 
 Layout under `state_dir/queue/`: `index.sqlite3` (one row per entry: camera, frame, reason, model version, the
-predictions as JSON, review status) and `frames/NNNNNNNNN.png` (the frame, lossless). A row is committed only
-after its PNG is in place, so every committed row has its frame; a PNG without a row (a crash in between) is
-removed on the next start once it is a few minutes old.
+predictions, review status; `agent.learn.index`) and `frames/NNNNNNNNN.png` (the frame, lossless;
+`agent.learn.frames`).
 
-`offer()` runs the samplers, then the quotas, then near-duplicate suppression (64-bit dHash within
-`dedup_max_distance` bits of a recent entry from the same camera *and* the same predicted boxes), then stores the
+`offer()` runs the samplers, then the quotas, then near-duplicate suppression (`agent.learn.dedup`), then stores the
 frame and evicts the oldest entries beyond the disk budget (unreviewed ones before `labelled` ones). Every
 frame that is not queued comes back with the reason; nothing is dropped without a count (`stats`).
+Exports for review and training are `agent.learn.export`.
 
-Exports: COCO (`annotations.json` + `images/`, loadable by pycocotools/faster-coco-eval) and Florence JSONL
-(`{"image", "prefix": "<OD>", "suffix": "label<loc_..>..."}`), with the predictions as pre-labels unless an entry
-carries reviewed labels.
+Reviews (`set_status`, `record_reviews`) store the status, the boxes and who decided (`agent.learn.entry`). Only
+`verified()` entries are labels: calibration trains on `verified("training")` and judges on `verified("golden")`;
+`set_counts()` gives their per-class counts (`agent.learn.split`).
 """
 
 from __future__ import annotations
 
 import builtins
 import json
-import os
-import shutil
 import sqlite3
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 import structlog
 
 from agent.capture.worker import Frame
-from agent.detections import Detections, box_iou
+from agent.detections import Detections
+from agent.learn import index
+from agent.learn.dedup import RECENT_ENTRIES, RecentEntries, RecentEntry, dhash
+from agent.learn.entry import (
+    STATUSES,
+    EntryStatus,
+    OfferResult,
+    QueueEntry,
+    QueueError,
+    ReviewRecord,
+    Split,
+    check_statuses,
+)
+from agent.learn.export import ExportFormat, export_entries
+from agent.learn.frames import encode_png, remove_orphans, write_atomically
 from agent.learn.samplers import Candidate, RateQuota, Sampler, build_samplers
+from agent.learn.split import SetCounts, class_names_of, count_set
+from agent.statedir import StateDir
 
-EntryStatus = Literal["new", "labelled", "rejected"]
-ExportFormat = Literal["coco", "jsonl"]
-STATUSES: tuple[str, ...] = ("new", "labelled", "rejected")
-_RECENT_HASHES = 256  # entries compared for near-duplicates
-_ORPHAN_GRACE_S = 300.0  # a PNG younger than this may belong to a row another process is about to commit
-_DUPLICATE_IOU = 0.5
 _log = structlog.get_logger("agent.learn")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created_ts REAL NOT NULL,
-    camera TEXT NOT NULL,
-    frame_id INTEGER NOT NULL,
-    part_id TEXT,
-    captured_at TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    model TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'new' CHECK (status IN ('new', 'labelled', 'rejected')),
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    dhash TEXT NOT NULL,
-    file TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    detections TEXT NOT NULL,
-    thresholds TEXT NOT NULL,
-    labels TEXT
-);
-CREATE INDEX IF NOT EXISTS entries_created ON entries (created_ts);
-"""
-
-
-class QueueError(ValueError):
-    """A request the queue cannot serve (unknown entry id, bad status or format); names the bad value."""
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    id: int
-    created_at: datetime
-    camera: str
-    frame_id: int
-    part_id: str | None
-    captured_at: datetime
-    reason: str
-    model: str
-    status: EntryStatus
-    width: int
-    height: int
-    dhash: int
-    path: Path
-    bytes: int
-    detections: Detections
-    thresholds: dict[str, float]
-    labels: Detections | None = None  # reviewed boxes, once someone labelled the frame
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data for the CLI and events."""
-        return {
-            "id": self.id, "created_at": self.created_at.isoformat(), "camera": self.camera,
-            "frame_id": self.frame_id, "part_id": self.part_id, "captured_at": self.captured_at.isoformat(),
-            "reason": self.reason, "model": self.model, "status": self.status, "width": self.width,
-            "height": self.height, "dhash": f"{self.dhash:016x}", "path": str(self.path), "bytes": self.bytes,
-            "thresholds": self.thresholds, "predictions": self.detections.to_json(decimals=2),
-            "labels": None if self.labels is None else self.labels.to_json(decimals=2),
-        }
-
-
-@dataclass(frozen=True)
-class OfferResult:
-    """What `offer()` did: the stored entry, or why the frame was not queued."""
-
-    entry: QueueEntry | None
-    skipped: str | None = None
-
-    def __bool__(self) -> bool:
-        return self.entry is not None
-
-
-@dataclass(frozen=True)
-class _Recent:
-    id: int
-    camera: str
-    dhash: int
-    detections: Detections
 
 
 class LearningQueue:
@@ -140,11 +68,11 @@ class LearningQueue:
         self._clock = clock
         self._lock = threading.RLock()
         self.frames_dir.mkdir(parents=True, exist_ok=True)
-        self._db = _connect(self.directory / "index.sqlite3")
+        self._db = index.connect(self.directory / "index.sqlite3")
         self.quota = RateQuota(config.per_minute, config.per_hour, config.per_day, clock=clock)
         self.quota.seed(ts for (ts,) in self._db.execute(
             "SELECT created_ts FROM entries WHERE created_ts > ?", (clock() - 86400.0,)))
-        self._recent: deque[_Recent] = deque(self._load_recent(), maxlen=_RECENT_HASHES)
+        self._recent = RecentEntries(self._load_recent())
         self._remove_orphans()
 
     def close(self) -> None:
@@ -188,13 +116,8 @@ class LearningQueue:
 
     def _near_duplicate(self, camera: str, image_hash: int, detections: Detections) -> str | None:
         with self._lock:
-            recent = list(self._recent)
-        for other in reversed(recent):
-            distance = hamming(image_hash, other.dhash)
-            if other.camera == camera and distance <= self.cfg.dedup_max_distance \
-                    and same_predictions(detections, other.detections):
-                return f"near-duplicate of entry {other.id} (hash distance {distance})"
-        return None
+            recent = self._recent.snapshot()
+        return recent.duplicate_of(camera, image_hash, detections, self.cfg.dedup_max_distance)
 
     def _store(self, frame: Frame, detections: Detections, thresholds: Mapping[str, float], reason: str,
                model: str, image_hash: int) -> QueueEntry:
@@ -207,14 +130,14 @@ class LearningQueue:
                 "INSERT INTO entries (created_ts, camera, frame_id, part_id, captured_at, reason, model, width, "
                 "height, dhash, file, bytes, detections, thresholds) VALUES (?,?,?,?,?,?,?,?,?,?,'',?,?,?)",
                 (self._clock(), frame.camera, frame.frame_id, frame.part_id, frame.captured_at.isoformat(), reason,
-                 model, width, height, f"{image_hash:016x}", len(png), detections_to_json(detections),
+                 model, width, height, f"{image_hash:016x}", len(png), detections.serialize(),
                  json.dumps(dict(thresholds))),
             )
             entry_id = int(cursor.lastrowid or 0)
             name = f"{entry_id:09d}.png"
-            _write_atomically(self.frames_dir / name, png)
+            write_atomically(self.frames_dir / name, png)
             self._db.execute("UPDATE entries SET file = ? WHERE id = ?", (name, entry_id))
-            self._recent.append(_Recent(entry_id, frame.camera, image_hash, detections))
+            self._recent.add(RecentEntry(entry_id, frame.camera, image_hash, detections))
         return self.get(entry_id)
 
     # ----- budget and purge ---------------------------------------------------------------------------------------
@@ -241,7 +164,7 @@ class LearningQueue:
         """Delete entries matching every given criterion; returns how many. At least one criterion is required."""
         if not all and older_than is None and status is None and ids is None:
             raise QueueError("purge needs a criterion: all, older_than, status or ids")
-        clauses, params = self._filters(status=status)
+        clauses, params = index.filters(status=status)
         if older_than is not None:
             clauses.append("created_ts < ?")
             params.append(self._clock() - older_than.total_seconds())
@@ -263,11 +186,8 @@ class LearningQueue:
                 self._db.execute(f"DELETE FROM entries WHERE id IN ({marks})", chunk)
             for name in files:
                 (self.frames_dir / name).unlink(missing_ok=True)
-        gone = set(ids)
         with self._lock:
-            kept = [r for r in self._recent if r.id not in gone]
-            self._recent.clear()
-            self._recent.extend(kept)
+            self._recent.forget(ids)
 
     # ----- reading --------------------------------------------------------------------------------------------------
     def get(self, entry_id: int) -> QueueEntry:
@@ -277,10 +197,13 @@ class LearningQueue:
             raise QueueError(f"no queue entry with id {entry_id}")
         return self._entry(row)
 
+    def _entry(self, row: sqlite3.Row) -> QueueEntry:
+        return index.entry_from_row(row, self.frames_dir, self.cfg.golden_fraction)
+
     def list(self, status: EntryStatus | None = None, camera: str | None = None,
              limit: int | None = None) -> list[QueueEntry]:
         """Entries oldest first, optionally filtered."""
-        clauses, params = self._filters(status=status, camera=camera)
+        clauses, params = index.filters(status=status, camera=camera)
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         tail = f" LIMIT {int(limit)}" if limit is not None else ""
         with self._lock:
@@ -295,29 +218,62 @@ class LearningQueue:
             raise QueueError(f"entry {entry_id}: frame file {entry.path} is missing or unreadable")
         return image
 
-    def set_status(self, entry_id: int, status: EntryStatus, labels: Detections | None = None) -> QueueEntry:
-        """Record a review outcome (and, for `labelled`, optionally the corrected boxes)."""
-        if status not in STATUSES:
-            raise QueueError(f"status {status!r}: must be one of {list(STATUSES)}")
-        self.get(entry_id)
-        with self._lock, self._db:
-            self._db.execute("UPDATE entries SET status = ?, labels = ? WHERE id = ?",
-                             (status, None if labels is None else detections_to_json(labels), entry_id))
+    # ----- reviews ----------------------------------------------------------------------------------------------------
+    def set_status(self, entry_id: int, status: EntryStatus, labels: Detections | None = None,
+                   reviewer: str | None = None) -> QueueEntry:
+        """Record a review outcome (and, for `labelled`, optionally the corrected boxes); with a `reviewer` it is a
+        human's decision (verified, timed now), without one the entry is stored unverified."""
+        self.record_reviews([ReviewRecord(entry_id, status, labels, reviewer)])
         return self.get(entry_id)
 
-    def set_statuses(self, updates: Sequence[tuple[int, EntryStatus, Detections | None]]) -> None:
+    def record_reviews(self, records: Sequence[ReviewRecord]) -> None:
         """Several review outcomes in one transaction (a reviewed file is imported whole or not at all)."""
-        bad = [status for _, status, _ in updates if status not in STATUSES]
-        if bad:
-            raise QueueError(f"status {bad[0]!r}: must be one of {list(STATUSES)}")
-        rows = [(status, None if labels is None else detections_to_json(labels), entry_id)
-                for entry_id, status, labels in updates]
+        check_statuses(record.status for record in records)
+        when = datetime.fromtimestamp(self._clock(), timezone.utc).isoformat()
+        rows = [(r.status, index.labels_text(r.labels), int(r.verified), r.reviewer, when if r.verified else None,
+                 r.entry_id) for r in records]
         with self._lock, self._db:
-            missing = [entry_id for _, _, entry_id in rows
-                       if self._db.execute("SELECT 1 FROM entries WHERE id = ?", (entry_id,)).fetchone() is None]
-            if missing:
-                raise QueueError(f"no queue entry with id {missing[0]}")
-            self._db.executemany("UPDATE entries SET status = ?, labels = ? WHERE id = ?", rows)
+            self._require_ids([r.entry_id for r in records])
+            self._db.executemany("UPDATE entries SET status = ?, labels = ?, verified = ?, reviewer = ?, "
+                                 "reviewed_at = ? WHERE id = ?", rows)
+
+    def set_golden(self, entry_id: int, golden: bool | None) -> QueueEntry:
+        """The manual golden toggle: True golden, False training, None back to the frame hash's assignment."""
+        with self._lock, self._db:
+            self._require_ids([entry_id])
+            self._db.execute("UPDATE entries SET golden = ? WHERE id = ?",
+                             (None if golden is None else int(golden), entry_id))
+        return self.get(entry_id)
+
+    def _require_ids(self, ids: Sequence[int]) -> None:
+        for entry_id in ids:
+            if self._db.execute("SELECT 1 FROM entries WHERE id = ?", (entry_id,)).fetchone() is None:
+                raise QueueError(f"no queue entry with id {entry_id}")
+
+    # ----- what training and evaluation may use ----------------------------------------------------------------------
+    def verified(self, split: Split | None = None) -> builtins.list[QueueEntry]:
+        """The labels: `labelled` entries a human verified, oldest first, of one set (`training`/`golden`) or both.
+        Unverified, `new` and `rejected` entries are never labels."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM entries WHERE status = 'labelled' AND verified = 1 ORDER BY id").fetchall()
+        entries = [self._entry(row) for row in rows]
+        return [e for e in entries if split is None or e.split == split]
+
+    def set_counts(self, split: Split) -> SetCounts:
+        """Frames and per-class counts of the verified training or golden set (`agent.learn.split`)."""
+        return count_set(self.verified(split), class_names_of(self.list(limit=1)))
+
+    def status_counts(self) -> dict[str, int]:
+        """Entries by review status, plus `verified` (any status) and `unverified_labelled` (labelled, but no
+        human looked: not used until someone does)."""
+        with self._lock:
+            counts = dict(self._db.execute("SELECT status, COUNT(*) FROM entries GROUP BY status").fetchall())
+            verified, unverified = self._db.execute(
+                "SELECT COALESCE(SUM(verified), 0), COALESCE(SUM(status = 'labelled' AND verified = 0), 0) "
+                "FROM entries").fetchone()
+        return {**{s: int(counts.get(s, 0)) for s in STATUSES}, "verified": int(verified),
+                "unverified_labelled": int(unverified)}
 
     def depth(self) -> int:
         with self._lock:
@@ -327,187 +283,31 @@ class LearningQueue:
         with self._lock:
             return int(self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0])
 
-    def _filters(self, status: str | None = None, camera: str | None = None,
-                 ) -> tuple[builtins.list[str], builtins.list[Any]]:
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        if status is not None:
-            if status not in STATUSES:
-                raise QueueError(f"status {status!r}: must be one of {list(STATUSES)}")
-            clauses.append("status = ?")
-            params.append(status)
-        if camera is not None:
-            clauses.append("camera = ?")
-            params.append(camera)
-        return clauses, params
-
-    def _entry(self, row: sqlite3.Row) -> QueueEntry:
-        return QueueEntry(
-            id=row["id"], created_at=datetime.fromtimestamp(row["created_ts"], timezone.utc), camera=row["camera"],
-            frame_id=row["frame_id"], part_id=row["part_id"], captured_at=datetime.fromisoformat(row["captured_at"]),
-            reason=row["reason"], model=row["model"], status=row["status"], width=row["width"],
-            height=row["height"], dhash=int(row["dhash"], 16), path=self.frames_dir / row["file"],
-            bytes=row["bytes"], detections=detections_from_json(row["detections"]),
-            thresholds=json.loads(row["thresholds"]),
-            labels=None if row["labels"] is None else detections_from_json(row["labels"]),
-        )
-
-    def _load_recent(self) -> builtins.list[_Recent]:
+    def _load_recent(self) -> builtins.list[RecentEntry]:
         rows = self._db.execute(
-            "SELECT id, camera, dhash, detections FROM entries ORDER BY id DESC LIMIT ?", (_RECENT_HASHES,)
+            "SELECT id, camera, dhash, detections FROM entries ORDER BY id DESC LIMIT ?", (RECENT_ENTRIES,)
         ).fetchall()
-        return [_Recent(r["id"], r["camera"], int(r["dhash"], 16), detections_from_json(r["detections"]))
+        return [RecentEntry(r["id"], r["camera"], int(r["dhash"], 16), Detections.deserialize(r["detections"]))
                 for r in reversed(rows)]
 
     def _remove_orphans(self) -> None:
         """Delete PNGs no row points to (a crash between writing and committing), once they are old enough."""
         known = {r[0] for r in self._db.execute("SELECT file FROM entries")}
-        cutoff = time.time() - _ORPHAN_GRACE_S
-        removed = 0
-        for path in self.frames_dir.iterdir():
-            if path.name not in known and path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-                removed += 1
+        removed = remove_orphans(self.frames_dir, known)
         if removed:
             _log.warning("removed orphan frames from the learning queue", removed=removed)
 
     # ----- export ---------------------------------------------------------------------------------------------------
     def export(self, out: Path, format: ExportFormat, statuses: Sequence[str] = ("new", "labelled"),
                min_score: float = 0.0) -> Path:
-        """Write the entries with the given statuses; returns the annotation file written.
-
-        `out` is a directory (gets `annotations.json` / `annotations.jsonl` and `images/`) or the annotation file
-        itself (`*.json` / `*.jsonl`, images beside it in `images/`). Boxes below `min_score` are left out.
-        """
-        if format not in ("coco", "jsonl"):
-            raise QueueError(f"export format {format!r}: must be 'coco' or 'jsonl'")
-        bad = [s for s in statuses if s not in STATUSES]
-        if bad:
-            raise QueueError(f"status {bad[0]!r}: must be one of {list(STATUSES)}")
-        suffix = ".json" if format == "coco" else ".jsonl"
-        target = Path(out) if Path(out).suffix == suffix else Path(out) / f"annotations{suffix}"
-        images_dir = target.parent / "images"
-        images_dir.mkdir(parents=True, exist_ok=True)
-        entries = [e for e in self.list() if e.status in statuses]
-        for entry in entries:
-            shutil.copyfile(entry.path, images_dir / entry.path.name)
-        labelled = [(entry, _export_boxes(entry, min_score)) for entry in entries]
-        text = _coco_text(labelled) if format == "coco" else _jsonl_text(labelled)
-        _write_atomically(target, text.encode("utf-8"))
-        return target
-
-
-# ----- export helpers -------------------------------------------------------------------------------------------------
-def _export_boxes(entry: QueueEntry, min_score: float) -> Detections:
-    boxes = entry.labels if entry.labels is not None else entry.detections
-    return boxes[boxes.score >= min_score].sorted_raster()
-
-
-def _coco_text(entries: Sequence[tuple[QueueEntry, Detections]]) -> str:
-    names: list[str] = []
-    for _, boxes in entries:
-        names.extend(name for name in boxes.class_names if name not in names)
-    category = {name: i + 1 for i, name in enumerate(names)}
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    for entry, boxes in entries:
-        images.append({"id": entry.id, "file_name": f"images/{entry.path.name}", "width": entry.width,
-                       "height": entry.height, "camera": entry.camera, "captured_at": entry.captured_at.isoformat(),
-                       "reason": entry.reason, "status": entry.status, "model": entry.model})
-        for box in boxes:
-            x1, y1, x2, y2 = box.xyxy
-            annotations.append({"id": len(annotations) + 1, "image_id": entry.id,
-                                "category_id": category[box.label], "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                "area": (x2 - x1) * (y2 - y1), "iscrowd": 0, "score": box.score})
-    coco = {
-        "info": {"description": "edge-inspect learning queue export",
-                 "date_created": datetime.now(timezone.utc).isoformat()},
-        "images": images, "annotations": annotations,
-        "categories": [{"id": i, "name": name, "supercategory": "defect"} for name, i in category.items()],
-    }
-    return json.dumps(coco, indent=1)
-
-
-def _jsonl_text(entries: Sequence[tuple[QueueEntry, Detections]]) -> str:
-    lines = [json.dumps({"image": f"images/{entry.path.name}", "prefix": "<OD>", "suffix": boxes.to_loc_text()})
-             for entry, boxes in entries]
-    return "".join(line + "\n" for line in lines)
-
-
-# ----- small pure helpers -------------------------------------------------------------------------------------------
-def dhash(image: np.ndarray) -> int:
-    """64-bit difference hash: sign of horizontal gradients on a 9x8 grey thumbnail."""
-    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    return int(sum(1 << i for i, bit in enumerate(bits) if bit))
-
-
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
-
-
-def same_predictions(a: Detections, b: Detections) -> bool:
-    """Same labels and every box of `a` overlapping a same-label box of `b` (IoU >= 0.5), one to one."""
-    if len(a) != len(b) or sorted(a.labels) != sorted(b.labels):
-        return False
-    if len(a) == 0:
-        return True
-    iou = box_iou(a.xyxy, b.xyxy)
-    same_label = np.asarray(a.labels)[:, None] == np.asarray(b.labels)[None, :]
-    iou = np.where(same_label, iou, 0.0)
-    used: set[int] = set()
-    for row in iou:
-        candidates = [j for j in np.argsort(-row) if j not in used and row[j] >= _DUPLICATE_IOU]
-        if not candidates:
-            return False
-        used.add(int(candidates[0]))
-    return True
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise QueueError(f"PNG encoding failed for an image of shape {image.shape}")
-    return buffer.tobytes()
-
-
-def detections_to_json(detections: Detections) -> str:
-    """Lossless JSON of a Detections value (full-precision boxes and scores)."""
-    return json.dumps({
-        "class_names": list(detections.class_names), "image_size": list(detections.image_size),
-        "xyxy": detections.xyxy.tolist(), "class_id": detections.class_id.tolist(),
-        "score": detections.score.tolist(),
-    })
-
-
-def detections_from_json(text: str) -> Detections:
-    data = json.loads(text)
-    width, height = data["image_size"]
-    return Detections(np.asarray(data["xyxy"], dtype=np.float32), np.asarray(data["class_id"], dtype=np.int64),
-                      np.asarray(data["score"], dtype=np.float32), tuple(data["class_names"]), (width, height))
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # learning data: losing the last entry on power loss is acceptable
-    db.executescript(_SCHEMA)
-    return db
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+        """Write the entries with the given statuses for review or training (`agent.learn.export`)."""
+        return export_entries(self.list(), out, format, statuses, min_score)
 
 
 @contextmanager
 def open_queue(state_dir: Path, config: Any) -> Iterator[LearningQueue]:
-    """`LearningQueue(state_dir / "queue", config)`, closed on exit."""
-    queue = LearningQueue(Path(state_dir) / "queue", config)
+    """The learning queue of a state directory (`StateDir(state_dir).queue`), closed on exit."""
+    queue = LearningQueue(StateDir(state_dir).queue, config)
     try:
         yield queue
     finally:

@@ -5,7 +5,11 @@ The reviewer edits what `queue export` wrote, in Label Studio, CVAT or a text ed
 gave it (`images/000000042.png` -> entry 42); tools that prefix or relocate uploads (Label Studio's
 `upload/1/3f2a9c1e-000000042.png`) still end in that name. What each image becomes:
 
-- listed, with boxes or without: `labelled` with exactly those boxes (no boxes = a reviewed defect-free frame);
+- listed, with boxes changed from what the export wrote: `labelled` with exactly those boxes (no boxes = a
+  reviewed defect-free frame), verified, with the importer as reviewer;
+- listed with exactly the boxes the export wrote (the model's untouched suggestions, or labels nobody verified):
+  left as it was and unverified, never labelled: nothing says a person looked (`agent.learn.untouched`); the
+  command says which entries these are. A frame whose labels a person already verified stays as it was;
 - `"status": "rejected"` on the image (COCO image object or JSONL line): `rejected`, never trained on;
 - not listed: unchanged (a `new` entry stays unlabelled and is never trained on).
 
@@ -15,17 +19,21 @@ whole file is valid.
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.detections import LOC_BINS, Detections, bins_to_xyxy
-from agent.learn.queue import EntryStatus, LearningQueue, QueueError
+from agent.detections import Detections
+from agent.detector.loc import LOC_BINS, bins_to_xyxy
+from agent.learn.entry import QueueEntry, QueueError, ReviewRecord
+from agent.learn.queue import LearningQueue
+from agent.learn.untouched import is_untouched
 
 _ENTRY_FILE = re.compile(r"(\d{9})\.png$")
 _LOC_GROUP = re.compile(r"\s*([^<>]*?)\s*<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>\s*")
@@ -228,28 +236,63 @@ def review_detections(review: Review, class_names: Sequence[str], image_size: tu
     return Detections.from_labels(review.labels, xyxy, class_names, image_size)
 
 
-def apply_review(queue: LearningQueue, reviews: Sequence[Review], source: Path = Path("<review>")
-                 ) -> dict[str, int]:
-    """Check every review against its entry, then record them all in one transaction; returns counts by status."""
+@dataclass
+class ImportOutcome:
+    """What an import did. `untouched`: entries whose boxes in the file are still what the export wrote (the
+    model's suggestions, or labels nobody verified): left as they were and unverified, never made labels.
+    `unchanged`: entries a person had already reviewed, the same in the file: left as they were."""
+
+    labelled: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    untouched: list[int] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
+
+
+def importer_name() -> str:
+    """Who runs the import (the login name), recorded as the reviewer of the frames the file changed."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return "queue import"
+
+
+def apply_review(queue: LearningQueue, reviews: Sequence[Review], source: Path = Path("<review>"),
+                 reviewer: str | None = None) -> ImportOutcome:
+    """Check every review against its entry, then record the decisions in one transaction, with `reviewer`
+    (default: `importer_name()`) as the person who made them."""
+    who = reviewer or importer_name()
     problems: list[str] = []
-    updates: list[tuple[int, EntryStatus, Detections | None]] = []
+    outcome = ImportOutcome()
+    records: list[ReviewRecord] = []
     for review in reviews:
         try:
             entry = queue.get(review.entry_id)
+            record = _decide(review, entry, who, outcome)
         except QueueError:
             problems.append(f"{review.where}: no queue entry {review.entry_id} (purged or evicted?)")
-            continue
-        if review.rejected:
-            updates.append((review.entry_id, "rejected", None))
-            continue
-        try:
-            labels = review_detections(review, entry.detections.class_names, (entry.width, entry.height))
         except ValueError as exc:
             problems.append(str(exc))
-            continue
-        updates.append((review.entry_id, "labelled", labels))
+        else:
+            if record is not None:
+                records.append(record)
     if problems:
         raise ReviewError(source, problems)
-    queue.set_statuses(updates)
-    return {"labelled": sum(s == "labelled" for _, s, _ in updates),
-            "rejected": sum(s == "rejected" for _, s, _ in updates)}
+    queue.record_reviews(records)
+    return outcome
+
+
+def _decide(review: Review, entry: QueueEntry, reviewer: str, outcome: ImportOutcome) -> ReviewRecord | None:
+    """The record one reviewed image asks for (None: leave the entry as it is), noted in `outcome`."""
+    if review.rejected:
+        if entry.status == "rejected":
+            outcome.unchanged.append(entry.id)
+            return None
+        outcome.rejected.append(entry.id)
+        return ReviewRecord(entry.id, "rejected", None, reviewer)
+    labels = review_detections(review, entry.detections.class_names, (entry.width, entry.height))
+    shown = entry.labels if entry.labels is not None else entry.detections
+    if is_untouched(labels, shown):
+        (outcome.unchanged if entry.verified else outcome.untouched).append(entry.id)
+        return None
+    outcome.labelled.append(entry.id)
+    return ReviewRecord(entry.id, "labelled", labels, reviewer)

@@ -1,5 +1,5 @@
-"""MQTT side of the daemon: one paho-mqtt 2.x client (MQTT v5) that drains the outbox and carries status, events and
-command replies. Topics and payloads: docs/mqtt.md.
+"""MQTT side of the daemon: one paho-mqtt 2.x client (MQTT v5, built by `agent.publish.client`) that drains the outbox
+and carries status, events (`agent.publish.events`) and command replies. Topics and payloads: docs/mqtt.md.
 
 Threads: paho's network thread (callbacks only record and wake) and one drain thread that owns every decision:
 it hands outbox rows to paho in `seq` order, at most `mqtt.inflight` unacknowledged at a time, and deletes rows once
@@ -11,16 +11,13 @@ Delivery is at least once: a subscriber may see a msg_id twice (resent after a l
 from __future__ import annotations
 
 import json
-import math
 import queue
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -30,49 +27,16 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import Settings
+from agent.publish.client import Will, connect_in_background, create_client
+from agent.publish.events import encode_event, now_rfc3339
 from agent.publish.outbox import Outbox, OutboxRow
-from agent.publish.result import rfc3339
+from agent.publish.topics import Topics
 
 log = structlog.get_logger(__name__)
 
 PAHO_EXTRA_INFLIGHT = 4  # room for status/events/replies beside the result window
 EVENT_BUFFER = 256  # events kept while disconnected (status topics are kept as latest-per-topic instead)
 REJECTED_RETRY_S = 5.0  # a result the broker refused (reason code >= 0x80) is resent after this long
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Every topic of one device, under `{prefix}/{device_id}`."""
-
-    base: str
-
-    @property
-    def status(self) -> str:
-        return f"{self.base}/status"
-
-    @property
-    def events(self) -> str:
-        return f"{self.base}/events"
-
-    @property
-    def commands(self) -> str:
-        return f"{self.base}/cmd/+"
-
-    @property
-    def default_reply(self) -> str:
-        return f"{self.base}/replies"
-
-    def camera_status(self, camera: str) -> str:
-        return f"{self.base}/cameras/{camera}/status"
-
-    def result(self, camera: str) -> str:
-        return f"{self.base}/cameras/{camera}/result"
-
-    def command_verb(self, topic: str) -> str | None:
-        """The verb of a `cmd/{verb}` topic, or None when `topic` is not one of ours."""
-        head = f"{self.base}/cmd/"
-        rest = topic[len(head) :] if topic.startswith(head) else ""
-        return rest if rest and "/" not in rest else None
 
 
 @dataclass
@@ -97,20 +61,6 @@ class _Shared:
     connected: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     acks: queue.SimpleQueue[tuple[int, bool, str]] = field(default_factory=queue.SimpleQueue)
-
-
-def negotiated_keepalive(keepalive_s: int) -> int:
-    """The keepalive we ask the broker for: half the configured one (rounded up).
-
-    paho notices a dead link only after two silent periods (one to send PINGREQ, one to give up on PINGRESP), so
-    with half the configured value our side detects a blackholed link within 1.5 x `mqtt.keepalive` (measured in
-    tests/faults/test_broker_faults.py), and the broker publishes our will even sooner (1.5 x the negotiated value).
-    """
-    return max(1, math.ceil(keepalive_s / 2))
-
-
-def now_rfc3339() -> str:
-    return rfc3339(datetime.now(timezone.utc))
 
 
 class MqttPublisher:
@@ -145,32 +95,14 @@ class MqttPublisher:
 
     # ----- client setup ----------------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        cfg = self.settings.mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.settings.client_id, protocol=mqtt.MQTTv5)
+        will = Will(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
+        client = create_client(self.settings.mqtt, self.settings.client_id, will)
         client.max_inflight_messages_set(self._window + PAHO_EXTRA_INFLIGHT)
-        # paho counts reconnect delays in whole seconds
-        client.reconnect_delay_set(cast(int, max(1, math.ceil(cfg.reconnect_min_s))), cast(int, cfg.reconnect_max_s))
-        client.will_set(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
-        if cfg.username is not None:
-            password = cfg.password.get_secret_value() if cfg.password is not None else None
-            client.username_pw_set(cfg.username, password)
-        if cfg.tls.enabled:
-            self._configure_tls(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
-
-    def _configure_tls(self, client: mqtt.Client) -> None:
-        tls = self.settings.mqtt.tls
-        client.tls_set(
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        client.tls_insecure_set(tls.insecure)
 
     def _status_payload(self, state: str) -> bytes:
         return json.dumps({"state": state, "ts": now_rfc3339(), "version": self.version}).encode()
@@ -179,11 +111,7 @@ class MqttPublisher:
     def start(self) -> None:
         """Connect in the background (retrying with backoff) and start draining the outbox."""
         cfg = self.settings.mqtt
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = cfg.session_expiry_s
-        self.client.connect_async(cfg.host, cfg.port, keepalive=negotiated_keepalive(cfg.keepalive), clean_start=False,
-                                  properties=props)
-        self.client.loop_start()
+        connect_in_background(self.client, cfg, session_expiry_s=cfg.session_expiry_s)
         self._drain_thread = threading.Thread(target=self._drain_loop, name="mqtt-drain", daemon=True)
         self._drain_thread.start()
         log.info("mqtt starting", host=cfg.host, port=cfg.port, client_id=self.settings.client_id)
@@ -264,15 +192,15 @@ class MqttPublisher:
 
     def publish_event(self, kind: str, **fields: Any) -> None:
         """An `events` message (model changes, alarms, recalibration); buffered (bounded) while disconnected."""
-        payload = json.dumps({"event": kind, "ts": now_rfc3339(), "device": self.settings.device_id, **fields})
+        payload = encode_event(kind, self.settings.device_id, **fields)
         if self.connected:
-            self.client.publish(self.topics.events, payload.encode(), qos=1)
+            self.client.publish(self.topics.events, payload, qos=1)
             return
         with self._lock:
             if len(self._events) == self._events.maxlen:
                 self.stats.events_dropped += 1
                 log.warning("event buffer full, oldest event dropped", dropped=self.stats.events_dropped)
-            self._events.append(payload.encode())
+            self._events.append(payload)
 
     def reply(self, topic: str, payload: dict[str, Any], correlation_data: bytes | None) -> None:
         """A command reply (QoS 1, not retained), echoing the request's correlation data."""

@@ -1,7 +1,7 @@
 """Florence JSONL data sets: `annotations.jsonl` + `classes.txt` + `images/` in one folder.
 
 One line per image: `{"image": "images/a.png", "prefix": "<OD>", "suffix": "scratch<loc_1><loc_2><loc_3><loc_4>..."}`
-with image paths relative to the JSONL's folder and coordinates as `<loc_N>` bins 0..999 (see `agent.detections`).
+with image paths relative to the JSONL's folder and coordinates as `<loc_N>` bins 0..999 (see `agent.detector.loc`).
 `classes.txt` keeps the class order; without it the labels are collected in first-seen order.
 """
 
@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agent.detections import LOC_BINS
+from agent.detector.loc import LOC_BINS, to_loc_text
 from finetune.data.dataset import Dataset, Progress, no_progress
 from finetune.data.files import copy_images, prepare_output_dir, read_class_file, write_class_file
 from finetune.data.issues import IssueLog, Location
@@ -84,7 +84,7 @@ def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | Non
 
 
 def _parse_suffix(suffix: str, location: Location) -> tuple[list[RawBox], list[str]]:
-    """Boxes as fractions of the image (bin centres, as `agent.detections.dequantize` reads them) + problems."""
+    """Boxes as fractions of the image (bin centres, as `agent.detector.loc.dequantize` reads them) + problems."""
     boxes: list[RawBox] = []
     problems: list[str] = []
     position = 0
@@ -113,7 +113,7 @@ def write_jsonl(dataset: Dataset, dst: Path, overwrite: bool = False, progress: 
     images = copy_images(dataset, dst / "images", progress)
     lines = []
     for sample, image in zip(dataset, images, strict=True):
-        suffix = sample.detections.sorted_raster().to_loc_text()
+        suffix = to_loc_text(sample.detections.sorted_raster())
         lines.append(json.dumps({"image": image.relative_to(dst).as_posix(), "prefix": PREFIX, "suffix": suffix}))
     path = dst / ANNOTATIONS
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")

@@ -12,10 +12,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
+import yaml
 
 from agent.publish.result import result_schema
+from tests.agent.station.conftest import PASSWORDS, user_entry
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.daemon import BASE, DEVICE, DaemonProcess, assert_gap_free, send_command, unique_seqs, write_config
 
@@ -118,3 +121,43 @@ def test_trigger_round_trips_part_id_and_malformed_commands_get_errors(tmp_path,
         online.close()
         if daemon.proc.poll() is None:
             daemon.kill()
+
+
+def test_the_daemon_serves_its_station_with_live_frames_to_a_logged_in_technician(tmp_path, tiny_model_dir,
+                                                                                     mosquitto) -> None:
+    config = write_config(tmp_path, tiny_model_dir, mosquitto, station={"users": [user_entry("tech", "technician")]})
+    port = yaml_port(config)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, timeout=10) as web:
+            wait_until(lambda: web_ok(web, "/readyz"), timeout_s=90, what="station /readyz", log=daemon.log_tail)
+            assert web.get("/api/cameras").status_code == 401  # nothing but health without a login
+            assert web.post("/api/login", json={"name": "tech", "password": PASSWORDS["tech"]}).status_code == 200
+            wait_until(lambda: web.get("/api/cameras/cam0/frame.jpg").status_code == 200, timeout_s=30,
+                       what="a live frame", log=daemon.log_tail)
+            assert web.get("/api/cameras/cam0/frame.jpg").content[:2] == b"\xff\xd8"  # a JPEG
+        assert daemon.terminate() == 0, daemon.log_tail()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+
+
+def yaml_port(config: Path) -> int:
+    return int(yaml.safe_load(config.read_text())["station"]["port"])
+
+
+def web_ok(web: httpx.Client, path: str) -> bool:
+    try:
+        return web.get(path).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_until(check, timeout_s: float, what: str, log) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"no {what} within {timeout_s} s\n{log()}")

@@ -1,19 +1,108 @@
-"""Hot swap: the running daemon picks up the model store's `current` adapter on `cmd/reload`, keeps its MQTT
-session, and refuses a corrupt adapter while the old model keeps serving."""
+"""Reload: only the `model` section and the model store's `current` adapter change live, the reply names the keys
+that wait for a restart; end to end, the running daemon hot-swaps a promoted adapter, keeps its MQTT session, and
+refuses a corrupt adapter while the old model keeps serving."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, cast
 
+import numpy as np
 import pytest
+import yaml
 
-from agent.store import ModelStore
+from agent.config import load_settings
+from agent.control.commands import ReloadCommand
+from agent.daemon import Daemon
+from agent.detections import Detections
+from agent.model_choice import ModelChoice
+from agent.store.model_store import ModelStore
 from tests.agent.test_daemon import BASE, DaemonProcess, send_command, write_config
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.models import make_adapter
 
-pytestmark = pytest.mark.slow
+
+# ----- what a reload applies (no model, no broker: a stand-in detector and publisher) -------------------------------
+class StandInDetector:
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        return []
+
+
+class EventRecorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def publish_event(self, kind: str, **fields: Any) -> None:
+        self.events.append((kind, fields))
+
+
+def write_yaml(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def idle(tmp_path: Path) -> tuple[Daemon, dict[str, Any], EventRecorder, list[ModelChoice]]:
+    """A daemon that loaded its (stand-in) model from a config file but started nothing else."""
+    (tmp_path / "model").mkdir()  # a local model path must exist; the stand-in detector never reads it
+    config = {"device_id": "box1", "state_dir": str(tmp_path / "state"), "mqtt": {"port": 1883},
+              "model": {"path": str(tmp_path / "model"), "thresholds": {"hole": 0.5}},
+              "cameras": [{"name": "cam0", "source": "synthetic:seed=1"}]}
+    loads: list[ModelChoice] = []
+
+    def factory(_settings: Any, choice: ModelChoice) -> Any:
+        loads.append(choice)
+        return StandInDetector(f"model#{len(loads)}")
+
+    path = write_yaml(tmp_path / "config.yaml", config)
+    daemon = Daemon(load_settings(path), path, detector_factory=factory)
+    daemon.choice = ModelChoice(None, {}, "base")
+    daemon.detector = factory(daemon.settings, daemon.choice)
+    events = EventRecorder()
+    daemon.publisher = cast(Any, events)
+    return daemon, config, events, loads
+
+
+def test_reload_applies_the_model_section_and_names_what_needs_a_restart(idle: Any) -> None:
+    daemon, config, events, loads = idle
+    config["model"]["thresholds"] = {"hole": 0.2}
+    config["mqtt"]["port"] = 1884
+    config["cameras"].append({"name": "cam1", "source": "synthetic:seed=2"})
+    write_yaml(daemon.config_path, config)
+
+    reply = daemon.cmd_reload(ReloadCommand())
+
+    assert reply == {"model": "model#2", "scope": "all", "applied": ["model.thresholds"],
+                     "restart_required": ["cameras", "mqtt.port"]}
+    assert daemon.thresholds.for_classes(["hole"]) == {"hole": 0.2} and len(loads) == 2
+    assert daemon.settings.mqtt.port == 1883 and [c.name for c in daemon.settings.cameras] == ["cam0"]
+    assert events.events == [("model_changed", {"previous": "model#1", **reply})]
+
+
+def test_scope_config_changes_thresholds_without_loading_the_model(idle: Any) -> None:
+    daemon, config, _events, loads = idle
+    config["model"]["default_threshold"] = 0.8
+    write_yaml(daemon.config_path, config)
+    reply = daemon.cmd_reload(ReloadCommand(scope="config"))
+    assert reply["applied"] == ["model.default_threshold"] and reply["model"] == "model#1" and len(loads) == 1
+    assert daemon.thresholds.default == 0.8
+
+
+def test_scope_model_reads_the_store_but_not_the_config_file(idle: Any) -> None:
+    daemon, config, _events, loads = idle
+    config["model"]["thresholds"] = {"hole": 0.9}
+    config["mqtt"]["port"] = 1999
+    write_yaml(daemon.config_path, config)
+    reply = daemon.cmd_reload(ReloadCommand(scope="model"))
+    assert reply == {"model": "model#2", "scope": "model", "applied": [], "restart_required": []}
+    assert daemon.settings.model.thresholds == {"hole": 0.5} and len(loads) == 2
+
+
+# ----- end to end -----------------------------------------------------------------------------------------------------
 
 
 def wait_online(broker: Broker, daemon: DaemonProcess) -> None:
@@ -26,6 +115,7 @@ def wait_online(broker: Broker, daemon: DaemonProcess) -> None:
         status.close()
 
 
+@pytest.mark.slow
 def test_reload_swaps_in_the_promoted_adapter_and_refuses_a_corrupt_one(tmp_path: Path, tiny_model_dir: Path,
                                                                        mosquitto: Broker) -> None:
     config = write_config(tmp_path, tiny_model_dir, mosquitto)

@@ -1,49 +1,13 @@
-"""Detections: the value type passed between stages, and its <loc_N> conversions."""
+"""Detections: the model-independent value type passed between stages (views, thresholds, serialisation)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from agent.detections import LOC_BINS, Detections, DetectionsError, box_iou, dequantize, quantize
+from agent.detections import Detections, DetectionsError, box_iou
 
 CLASSES = ("scratch", "hole", "stain", "oil spot")
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    w=st.integers(16, 4000), h=st.integers(16, 4000),
-    fx=st.tuples(st.floats(0, 1), st.floats(0, 1)), fy=st.tuples(st.floats(0, 1), st.floats(0, 1)),
-)
-def test_box_to_loc_tokens_to_box_moves_each_coordinate_by_at_most_one_bin(w, h, fx, fy) -> None:
-    x1, x2 = sorted(v * w for v in fx)
-    y1, y2 = sorted(v * h for v in fy)
-    dets = Detections.from_labels(["hole"], [[x1, y1, x2, y2]], CLASSES, (w, h))
-    back = Detections.from_loc_text(dets.to_loc_text(), CLASSES, (w, h))
-    bin_size = np.array([w, h, w, h]) / LOC_BINS
-    assert back.labels == ["hole"]
-    assert np.all(np.abs(back.xyxy[0] - dets.xyxy[0]) <= bin_size + 1e-3)
-
-
-def test_quantize_clamps_to_the_bin_range_and_dequantize_returns_bin_centres() -> None:
-    assert quantize([-5, 0, 999.9, 1000, 2000], 1000).tolist() == [0, 0, 999, 999, 999]
-    assert dequantize([0, 999], 1000).tolist() == pytest.approx([0.5, 999.5])
-
-
-def test_loc_text_parses_multi_token_labels_and_several_boxes() -> None:
-    text = "<s>oil spot<loc_10><loc_20><loc_30><loc_40>hole<loc_500><loc_500><loc_600><loc_700></s>"
-    dets = Detections.from_loc_text(text, CLASSES, (1000, 1000))
-    assert dets.labels == ["oil spot", "hole"]
-    assert dets.to_bins().tolist() == [[10, 20, 30, 40], [500, 500, 600, 700]]
-
-
-def test_unknown_label_is_an_error_naming_it_unless_lenient() -> None:
-    text = "dent<loc_1><loc_2><loc_3><loc_4>hole<loc_5><loc_6><loc_7><loc_8>"
-    with pytest.raises(DetectionsError, match="'dent'"):
-        Detections.from_loc_text(text, CLASSES, (100, 100))
-    assert Detections.from_loc_text(text, CLASSES, (100, 100), strict=False).labels == ["hole"]
 
 
 def test_mismatched_lengths_and_bad_class_ids_are_rejected() -> None:
@@ -76,3 +40,38 @@ def test_mask_selection_and_supervision_view_keep_rows_aligned() -> None:
 def test_box_iou_of_identical_disjoint_and_half_overlapping_boxes() -> None:
     iou = box_iou([[0, 0, 10, 10]], [[0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10]])
     assert iou[0].tolist() == pytest.approx([1.0, 0.0, 1 / 3])
+
+
+def test_serialisation_round_trips_every_bit_of_boxes_and_scores() -> None:
+    xyxy = [[0.1234567, 1 / 3, 10.000001, 20.5], [2.0, 3.0, 4.0, 5.0]]
+    dets = Detections(xyxy, [3, 0], [1 / 7, 0.99999994], CLASSES, (640, 480))
+    back = Detections.deserialize(dets.serialize())
+    assert back.class_names == CLASSES and back.image_size == (640, 480)
+    assert np.array_equal(back.xyxy, dets.xyxy) and np.array_equal(back.score, dets.score)
+    assert back.class_id.tolist() == [3, 0] and back.xyxy.dtype == np.float32
+    empty = Detections.deserialize(Detections.empty(CLASSES, (8, 8)).serialize())
+    assert len(empty) == 0 and empty.image_size == (8, 8)
+
+
+def test_above_keeps_boxes_reaching_their_class_threshold_else_the_default() -> None:
+    dets = Detections.from_labels(["hole", "stain", "scratch", "hole"], [[0, 0, 1, 1]] * 4, CLASSES, (10, 10),
+                                  [0.3, 0.6, 0.5, 0.2])
+    kept = dets.above({"hole": 0.3}, default=0.55)
+    assert kept.labels == ["hole", "stain"] and kept.score.tolist() == pytest.approx([0.3, 0.6])
+    assert dets.box_thresholds({"hole": 0.3}, default=0.55).tolist() == pytest.approx([0.3, 0.55, 0.55, 0.3])
+    assert len(dets.above({}, default=0.0)) == 4
+
+
+def test_above_compares_in_float32_like_the_scores() -> None:
+    dets = Detections.from_labels(["hole"], [[0, 0, 1, 1]], CLASSES, (10, 10), [0.7])
+    assert float(np.float32(0.7)) < 0.7  # a float64 comparison would drop this box
+    assert len(dets.above({"hole": 0.7}, default=1.0)) == 1
+
+
+def test_above_without_a_default_needs_every_class() -> None:
+    dets = Detections.from_labels(["hole"], [[0, 0, 1, 1]], CLASSES, (10, 10), [0.9])
+    with pytest.raises(KeyError, match="oil spot"):
+        dets.above({"scratch": 0.5, "hole": 0.5, "stain": 0.5})
+    with pytest.raises(KeyError):
+        Detections.empty(CLASSES, (10, 10)).above({})
+    assert len(dets.above(dict.fromkeys(CLASSES, 0.5))) == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calibration.thresholds import ThresholdError, fit_class, fit_thresholds, thresholds_of
-from finetune.evaluate import ClassPR
+from finetune.metrics import ClassPR
 
 
 def pr(scores: list[float], tp: list[bool], n_gt: int, name: str = "scratch") -> ClassPR:

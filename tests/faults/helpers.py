@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from agent.statedir import StateDir
 from tests.fixtures.broker import Subscriber
 from tests.fixtures.daemon import DaemonProcess, gap_report, unique_seqs
 
@@ -51,7 +52,7 @@ def metric(port: int, name: str, timeout_s: float = 2.0) -> float | None:
 
 def outbox_state(state_dir: Path) -> tuple[int, list[int]]:
     """(highest seq ever allocated, seqs still waiting in the outbox) read from the daemon's database."""
-    with sqlite3.connect(state_dir / "outbox.sqlite3", timeout=10) as db:
+    with sqlite3.connect(StateDir(state_dir).outbox, timeout=10) as db:
         next_seq = int(db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
         pending = [int(r[0]) for r in db.execute("SELECT seq FROM outbox ORDER BY seq")]
     return next_seq - 1, pending

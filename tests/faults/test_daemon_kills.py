@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.statedir import StateDir
 from tests.faults.helpers import drain_and_check_every_seq, max_seq, wait_for_more
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.daemon import DaemonProcess, NotifyListener, integrity, write_config
@@ -53,7 +54,7 @@ def test_twenty_sigkills_at_random_moments_lose_no_seq_and_leave_sound_databases
             killed_after.append(rng.uniform(0.0, MAX_KILL_DELAY_S))
             time.sleep(killed_after[-1])
             daemon.kill()
-            checks = {db.name: integrity(db) for db in (state / "outbox.sqlite3", state / "queue" / "index.sqlite3")}
+            checks = {db.name: integrity(db) for db in (StateDir(state).outbox, StateDir(state).queue_index)}
             assert set(checks.values()) == {"ok"}, f"kill {kill} (seed {seed}, {killed_after[-1]:.2f} s after " \
                                                    f"READY): integrity_check {checks}"
         daemon, seconds = start_and_wait_ready(config, tmp_path / "daemon.log", notify)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.statedir import StateDir
 from tests.faults.helpers import drain_and_check_every_seq, metric, wait_for_more, wait_until
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.daemon import BASE, DaemonProcess, integrity, write_config
@@ -31,7 +32,7 @@ def refusals(daemon: DaemonProcess) -> int:
 
 
 def queue_bytes(state: Path) -> int:
-    with sqlite3.connect(state / "queue" / "index.sqlite3", timeout=10) as db:
+    with sqlite3.connect(StateDir(state).queue_index, timeout=10) as db:
         return int(db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0])
 
 
@@ -62,7 +63,7 @@ def test_full_outbox_and_queue_keep_inspecting_raise_alarms_and_corrupt_nothing(
         daemon.ensure_dead()
     outbox_alarms = [(e["active"], e["refused"]) for e in alarms if e["event"] == "outbox_alarm"]
     queue_alarms = [e for e in alarms if e["event"] == "queue_alarm"]
-    checks = {"outbox": integrity(state / "outbox.sqlite3"), "queue": integrity(state / "queue" / "index.sqlite3")}
+    checks = {"outbox": integrity(StateDir(state).outbox), "queue": integrity(StateDir(state).queue_index)}
     figures = (f"{refused} results refused while full, outbox {outbox_bytes} of {OUTBOX_BYTES} bytes, detector "
                f"batches {batches_full:.0f} -> {batches_later:.0f} in 3 s while full, {last} results stored and "
                f"delivered, outbox alarms (active, refused) first/last {outbox_alarms[:1]}/{outbox_alarms[-1:]} "

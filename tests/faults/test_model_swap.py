@@ -23,7 +23,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file, save_file
 
-from agent.store import ModelStore
+from agent.store.model_store import ModelStore
 from tests.faults.helpers import max_seq
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.daemon import BASE, DaemonProcess, send_command, write_config

@@ -13,8 +13,8 @@ from finetune.data.dataset import Dataset, Sample
 from finetune.data.jsonl import write_jsonl
 from finetune.lora import LoraSettings
 from finetune.tiny import TinySpec, build_tiny_model
-from finetune.tiny_train import TinyTrainConfig, train_tiny
-from finetune.train import TrainConfig
+from finetune.tiny_train.trainer import TinyTrainConfig, train_tiny
+from finetune.train.config import TrainConfig
 
 CLASSES = ("scratch", "hole", "stain")
 SIZE = 64  # 64 px frames, an 8 x 8 image-token grid: small enough to train in seconds on two cores
@@ -58,3 +58,17 @@ def boxes_found(found: Sequence[Detections], truth: Sequence[Detections], iou: f
             overlap = box_iou(dets.xyxy, gt.xyxy) * (dets.class_id[:, None] == gt.class_id[None, :])
             hits += int((overlap.max(axis=0) >= iou).sum())
     return hits, sum(len(gt) for gt in truth)
+
+
+class FakeAdapterModel:
+    """Stands in for a `PeftModel` where only `save_pretrained` matters: writes a PEFT-layout adapter directory."""
+
+    def __init__(self, value: float = 1.0) -> None:
+        self.value = value
+
+    def save_pretrained(self, out_dir: str, safe_serialization: bool = True) -> None:
+        import torch
+        from safetensors.torch import save_file
+
+        (Path(out_dir) / "adapter_config.json").write_text('{"r": 8}\n')
+        save_file({"lora_A": torch.full((2, 2), self.value)}, str(Path(out_dir) / "adapter_model.safetensors"))

@@ -1,4 +1,5 @@
-"""Evaluation: COCO mAP from real scores, PR data, confusion matrix, false rejects on good frames, report files."""
+"""Evaluation of a detector on a data set: COCO mAP from real scores, confusion matrix, false rejects on good
+frames, the report files, and the `evaluate` command."""
 
 from __future__ import annotations
 
@@ -18,16 +19,8 @@ from agent.cli import app
 from agent.detections import Detections
 from agent.imageio import read_image
 from finetune.data.dataset import Dataset, Sample
-from finetune.evaluate import (
-    ClassPR,
-    EvalError,
-    EvalOptions,
-    EvalReport,
-    Thresholds,
-    class_pr_data,
-    evaluate,
-    score_predictions,
-)
+from finetune.evaluate import EvalOptions, evaluate
+from finetune.metrics import EvalError, EvalReport, Thresholds
 
 CLASSES = ("scratch", "hole", "stain")
 Transform = Callable[[Detections], Detections]
@@ -168,38 +161,6 @@ def test_low_scoring_false_alarms_rank_last_and_keep_ap(dataset: Dataset, tmp_pa
     assert low.coco.per_class_ap50["stain"] == pytest.approx(1.0)
     high_ap = high.coco.per_class_ap50["stain"]
     assert high_ap is not None and high_ap < 0.9
-
-
-def test_class_pr_data_matches_a_hand_worked_example() -> None:
-    truth = [Detections.from_labels(["hole", "hole"], [[0, 0, 10, 10], [20, 20, 30, 30]], CLASSES, (40, 40))]
-    preds = [Detections.from_labels(["hole", "hole", "hole"], [[0, 0, 10, 10], [30, 0, 39, 9], [20, 20, 30, 31]],
-                                    CLASSES, (40, 40), score=[0.9, 0.8, 0.7])]
-
-    pr = class_pr_data(truth, preds, CLASSES, iou=0.5)["hole"]
-
-    assert pr.scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
-    assert pr.tp.tolist() == [True, False, True]
-    assert pr.n_gt == 2
-    precision, recall, _ = pr.curve()
-    assert precision.tolist() == pytest.approx([1.0, 0.5, 2 / 3])
-    assert recall.tolist() == pytest.approx([0.5, 0.5, 1.0])
-    assert pr.ap() == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
-    assert pr.at_threshold(0.75) == {"threshold": 0.75, "tp": 1, "fp": 1, "fn": 1, "precision": 0.5, "recall": 0.5}
-
-
-def test_duplicate_detections_count_once() -> None:
-    truth = [Detections.from_labels(["scratch"], [[0, 0, 10, 10]], CLASSES, (40, 40))]
-    preds = [Detections.from_labels(["scratch", "scratch"], [[0, 0, 10, 10], [0, 0, 10, 10]], CLASSES, (40, 40),
-                                    score=[0.9, 0.6])]
-    pr = class_pr_data(truth, preds, CLASSES)["scratch"]
-    assert pr.tp.tolist() == [True, False]
-    assert ClassPR("x", pr.scores, pr.tp, 0).ap() is None
-
-
-def test_class_without_ground_truth_has_no_ap() -> None:
-    truth = [Detections.from_labels(["scratch"], [[0, 0, 10, 10]], CLASSES, (40, 40))]
-    report = score_predictions(truth, truth, CLASSES)
-    assert report.per_class == {"scratch": pytest.approx(1.0), "hole": None, "stain": None}
 
 
 def test_report_files_are_written(dataset: Dataset, tmp_path: Path) -> None:

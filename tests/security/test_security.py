@@ -23,7 +23,8 @@ import torch
 
 from agent.control.commands import command_signature
 from agent.detector.base import DetectorError
-from agent.store import ModelStore, StoreError
+from agent.store.files import StoreError
+from agent.store.model_store import ModelStore
 from tests.fixtures.broker import Broker, Subscriber, make_broker
 from tests.fixtures.daemon import (
     BASE,

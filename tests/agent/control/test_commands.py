@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from agent.control.commands import (
     TriggerCommand,
     command_signature,
 )
+from agent.control.sender import send_command
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import Outbox
+from agent.statedir import StateDir
 from tests.fixtures.broker import Broker
 
 BASE = "edge-inspect/box1"
@@ -167,21 +170,31 @@ def test_hmac_accepts_a_signed_command_once(signed_router: tuple[CommandRouter, 
 
 
 # ----- over a real broker ----------------------------------------------------------------------------------------
-@pytest.fixture
-def daemon(mosquitto: Broker, tmp_path: Path) -> Iterator[tuple[MqttPublisher, CommandRouter]]:
-    settings = Settings(device_id="box1", mqtt=MqttConfig(port=mosquitto.port, keepalive=5, reconnect_max_s=1))
-    outbox = Outbox(tmp_path / "outbox.sqlite", max_bytes=1 << 20)
+@contextmanager
+def stand_in_daemon(broker: Broker, state_dir: Path, authenticator: HmacAuthenticator | None = None
+                    ) -> Iterator[tuple[MqttPublisher, CommandRouter]]:
+    """The daemon's MQTT side and command router, connected, without cameras or a model."""
+    settings = Settings(device_id="box1", mqtt=MqttConfig(port=broker.port, keepalive=5, reconnect_max_s=1))
+    outbox = Outbox(StateDir(state_dir).outbox, max_bytes=1 << 20)
     publisher = MqttPublisher(settings, outbox, version="test")
-    router = CommandRouter(publisher.reply, publisher.topics.default_reply)
+    router = CommandRouter(publisher.reply, publisher.topics.default_reply, authenticator)
     publisher.on_command = router.submit_mqtt
     router.start()
     publisher.start()
     deadline = time.monotonic() + 10
     while not publisher.connected and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield publisher, router
-    publisher.stop(drain_timeout_s=1)
-    router.stop()
+    try:
+        yield publisher, router
+    finally:
+        publisher.stop(drain_timeout_s=1)
+        router.stop()
+
+
+@pytest.fixture
+def daemon(mosquitto: Broker, tmp_path: Path) -> Iterator[tuple[MqttPublisher, CommandRouter]]:
+    with stand_in_daemon(mosquitto, tmp_path) as parts:
+        yield parts
 
 
 class HmiClient:
@@ -245,3 +258,19 @@ def test_retained_command_over_mqtt_is_never_executed(
     hmi.close()
     assert replies == [({"ok": True, "verb": "status", "state": "online"}, b"s1")]
     assert trigger.calls == [] and router.ignored_retained == 1
+
+
+def test_commands_signed_by_the_sender_are_executed_and_forged_ones_refused(mosquitto: Broker, tmp_path: Path) -> None:
+    with stand_in_daemon(mosquitto, tmp_path, HmacAuthenticator(KEY, max_skew_s=30)) as (_, router):
+        trigger = Recorder(reply={"camera": "cam0"})
+        router.register("trigger", trigger)
+        hmi = HmiClient(mosquitto)
+        topic, payload = f"{BASE}/cmd/trigger", b'{"camera": "cam0"}'
+        sent = send_command(hmi.client, topic, payload, KEY, "hmi/replies", b"good")
+        send_command(hmi.client, topic, payload, b"not-the-key", "hmi/replies", b"forged")
+        send_command(hmi.client, topic, payload, None, "hmi/replies", b"unsigned")
+        replies = {corr: reply for reply, corr in hmi.wait_replies(3)}
+        hmi.close()
+    assert sent.signed and replies[b"good"] == {"ok": True, "verb": "trigger", "camera": "cam0"}
+    assert "bad signature" in replies[b"forged"]["error"] and "unsigned command" in replies[b"unsigned"]["error"]
+    assert len(trigger.calls) == 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent.detections import Detections
 from agent.detector.constraints import GrammarError, OdGrammar, OdLogitsProcessor
+from agent.detector.loc import from_loc_text, to_bins
 from finetune.tiny import build_tokenizer
 
 CLASSES = ("scratch", "hole", "oil spot", "oil")
@@ -36,8 +36,8 @@ def test_random_logits_always_produce_a_parseable_answer(grammar: OdGrammar, see
     tok = build_tokenizer(CLASSES)
     text = tok.decode(tokens, skip_special_tokens=False)
     assert tokens[0] == grammar.bos_id and tokens[-1] == grammar.eos_id, text
-    dets = Detections.from_loc_text(text, CLASSES, (1000, 1000))  # strict: any stray token would raise
-    bins = dets.to_bins()
+    dets = from_loc_text(text, CLASSES, (1000, 1000))  # strict: any stray token would raise
+    bins = to_bins(dets)
     n_loc = sum(grammar.loc_bin(t) is not None for t in tokens)
     assert n_loc == 4 * len(dets), f"every loc token belongs to a parsed box: {text}"
     assert (bins[:, 2] >= bins[:, 0]).all() and (bins[:, 3] >= bins[:, 1]).all()

@@ -1,48 +1,21 @@
-"""The learning queue: what gets stored, quotas, duplicates, disk budget, persistence and exports."""
+"""The learning queue: what gets stored, quotas, duplicates, disk budget and persistence."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from agent.capture.synthetic import SyntheticGenerator
 from agent.capture.worker import Frame
-from agent.config import QueueConfig
 from agent.detections import Detections
-from agent.learn.queue import LearningQueue, QueueError, dhash, hamming, same_predictions
-
-CLASSES = ("scratch", "hole", "stain")
-THRESHOLDS = {"scratch": 0.5, "hole": 0.5, "stain": 0.5}
-GEN = SyntheticGenerator(seed=5, size=64)
-
-
-def frame(index: int, camera: str = "cam0", expect: Any = None, part_id: str | None = None) -> Frame:
-    return Frame(camera, index, datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=index),
-                 GEN.frame(index).image, part_id=part_id, expect=expect)
-
-
-def unsure(score: float = 0.55, box: tuple[float, ...] = (10, 12, 30, 40)) -> Detections:
-    return Detections.from_labels(["scratch"], [box], CLASSES, (64, 64), score=[score])
-
-
-def config(**overrides: Any) -> QueueConfig:
-    base: dict[str, Any] = {"per_minute": 1000, "per_hour": 1000, "per_day": 1000, "dedup_max_distance": 6,
-                            "samplers": ["threshold-band", "flagged-miss"]}
-    return QueueConfig(**{**base, **overrides})
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> Any:
-    q = LearningQueue(tmp_path / "queue", config())
-    yield q
-    q.close()
+from agent.learn.entry import QueueError, ReviewRecord
+from agent.learn.queue import LearningQueue
+from tests.agent.learn.helpers import CLASSES, THRESHOLDS, config, frame, unsure
 
 
 def test_an_unsure_frame_is_stored_lossless_with_its_predictions(queue: LearningQueue) -> None:
@@ -186,64 +159,60 @@ def test_purge_by_age_status_and_all(tmp_path: Path) -> None:
     q.close()
 
 
-def test_jsonl_export_is_florence_od_with_the_predictions(queue: LearningQueue, tmp_path: Path) -> None:
-    two = Detections.from_labels(["hole", "scratch"], [[30, 40, 50, 60], [10, 5, 20, 15]], CLASSES, (64, 64),
-                                 score=[0.55, 0.45])
-    entry = queue.offer(frame(1), two, THRESHOLDS).entry
-    target = queue.export(tmp_path / "out", "jsonl")
-    assert target == tmp_path / "out" / "annotations.jsonl"
-    (line,) = [json.loads(text) for text in target.read_text().splitlines()]
-    assert set(line) == {"image", "prefix", "suffix"} and line["prefix"] == "<OD>"
-    assert line["suffix"] == two.sorted_raster().to_loc_text()
-    assert line["suffix"].startswith("scratch<loc_")  # reading order: the upper box first
-    restored = Detections.from_loc_text(line["suffix"], CLASSES, (64, 64))
-    assert restored.labels == ["scratch", "hole"]
-    assert (target.parent / line["image"]).read_bytes() == entry.path.read_bytes()  # type: ignore[union-attr]
+def test_a_review_with_a_reviewer_is_verified_and_timed(tmp_path: Path) -> None:
+    q = LearningQueue(tmp_path / "q", config(), clock=lambda: 1_735_689_600.0)  # 2025-01-01T00:00:00Z
+    entry = q.offer(frame(1), unsure(), THRESHOLDS).entry
+    assert entry is not None and (entry.verified, entry.reviewer, entry.reviewed_at) == (False, None, None)
+    reviewed = q.set_status(entry.id, "labelled", unsure(1.0), reviewer="tech")
+    assert (reviewed.status, reviewed.verified, reviewed.reviewer) == ("labelled", True, "tech")
+    assert reviewed.reviewed_at == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    unreviewed = q.set_status(entry.id, "labelled", unsure(1.0))  # no reviewer: nobody vouches for these boxes
+    assert (unreviewed.verified, unreviewed.reviewer, unreviewed.reviewed_at) == (False, None, None)
+    q.close()
 
 
-def test_coco_export_loads_in_a_coco_api(queue: LearningQueue, tmp_path: Path) -> None:
-    try:
-        from pycocotools.coco import COCO
-    except ImportError:
-        from faster_coco_eval import COCO
-    queue.offer(frame(1), unsure(0.55), THRESHOLDS)
-    queue.offer(frame(2, expect="fail"), Detections.empty(CLASSES, (64, 64)), THRESHOLDS)
-    rejected = queue.offer(frame(3), unsure(0.45, (1, 1, 9, 9)), THRESHOLDS).entry
-    queue.set_status(rejected.id, "rejected")  # type: ignore[union-attr]
-    target = queue.export(tmp_path / "coco.json", "coco")
-    coco = COCO(str(target))
-    assert sorted(coco.getImgIds()) == [1, 2]  # rejected entries are not exported by default
-    (ann,) = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
-    assert ann["bbox"] == pytest.approx([10, 12, 20, 28])
-    assert coco.loadCats(ann["category_id"])[0]["name"] == "scratch"
-    assert coco.getAnnIds(imgIds=[2]) == []
-    for image in coco.loadImgs([1, 2]):
-        assert (tmp_path / image["file_name"]).is_file()
+def test_only_verified_labelled_frames_are_labels_split_by_hash_or_toggle(tmp_path: Path) -> None:
+    q = LearningQueue(tmp_path / "q", config(golden_fraction=0.0))
+    ids = [q.offer(frame(i), unsure(), THRESHOLDS).entry.id for i in range(5)]  # type: ignore[union-attr]
+    q.set_status(ids[0], "labelled", unsure(1.0), reviewer="tech")
+    q.set_status(ids[1], "labelled", Detections.empty(CLASSES, (64, 64)), reviewer="tech")
+    q.set_status(ids[2], "labelled", unsure(1.0))  # unverified
+    q.set_status(ids[3], "rejected", reviewer="tech")
+    assert [e.id for e in q.verified()] == ids[:2] and [e.id for e in q.verified("training")] == ids[:2]
+    assert q.verified("golden") == []
+    assert q.set_golden(ids[1], True).golden_manual
+    assert [e.id for e in q.verified("golden")] == [ids[1]] and [e.id for e in q.verified("training")] == [ids[0]]
+    assert q.set_golden(ids[1], None).golden is False  # back to the hash (fraction 0: training)
+    with pytest.raises(QueueError, match="99"):
+        q.set_golden(99, True)
+    q.close()
 
 
-def test_reviewed_labels_replace_predictions_in_exports(queue: LearningQueue, tmp_path: Path) -> None:
+def test_the_golden_fraction_comes_from_the_config(tmp_path: Path) -> None:
+    q = LearningQueue(tmp_path / "q", config(golden_fraction=1.0))
+    entry = q.offer(frame(1), unsure(), THRESHOLDS).entry
+    assert entry is not None and entry.golden and not entry.golden_manual
+    assert q.set_golden(entry.id, False).golden is False
+    q.close()
+
+
+def test_set_and_status_counts(tmp_path: Path) -> None:
+    q = LearningQueue(tmp_path / "q", config(golden_fraction=0.0))
+    ids = [q.offer(frame(i), unsure(), THRESHOLDS).entry.id for i in range(4)]  # type: ignore[union-attr]
+    q.set_status(ids[0], "labelled", unsure(1.0), reviewer="tech")
+    q.set_status(ids[1], "labelled", unsure(1.0))
+    q.set_status(ids[2], "rejected", reviewer="tech")
+    q.set_golden(ids[0], True)
+    assert q.status_counts() == {"new": 1, "labelled": 2, "rejected": 1, "verified": 2, "unverified_labelled": 1}
+    golden, training = q.set_counts("golden"), q.set_counts("training")
+    assert (golden.frames, golden.boxes) == (1, {"scratch": 1, "hole": 0, "stain": 0})
+    assert (training.frames, training.boxes) == (0, {"scratch": 0, "hole": 0, "stain": 0})
+    q.close()
+
+
+def test_record_reviews_is_all_or_nothing(queue: LearningQueue) -> None:
     entry = queue.offer(frame(1), unsure(), THRESHOLDS).entry
-    truth = Detections.from_labels(["stain"], [[5, 5, 25, 25]], CLASSES, (64, 64))
-    queue.set_status(entry.id, "labelled", labels=truth)  # type: ignore[union-attr]
-    line = json.loads(queue.export(tmp_path / "x.jsonl", "jsonl").read_text())
-    assert line["suffix"] == truth.to_loc_text()
-
-
-def test_min_score_leaves_weak_boxes_out_of_exports(queue: LearningQueue, tmp_path: Path) -> None:
-    queue.offer(frame(1), unsure(0.4), THRESHOLDS)
-    line = json.loads(queue.export(tmp_path / "x.jsonl", "jsonl", min_score=0.5).read_text())
-    assert line["suffix"] == ""
-
-
-def test_dhash_is_stable_under_noise_and_differs_between_scenes() -> None:
-    a, b = GEN.frame(0).image, GEN.frame(1).image
-    noisy = np.clip(a.astype(int) + np.random.default_rng(2).integers(-3, 4, a.shape), 0, 255).astype(np.uint8)
-    assert hamming(dhash(a), dhash(noisy)) <= 6
-    assert hamming(dhash(a), dhash(b)) > 6
-
-
-def test_same_predictions_needs_matching_labels_and_overlap() -> None:
-    assert same_predictions(unsure(0.5, (10, 10, 30, 30)), unsure(0.6, (11, 11, 31, 31)))
-    assert not same_predictions(unsure(0.5, (10, 10, 30, 30)), unsure(0.5, (40, 40, 60, 60)))
-    assert same_predictions(Detections.empty(CLASSES, (64, 64)), Detections.empty(CLASSES, (64, 64)))
-    assert not same_predictions(unsure(), Detections.empty(CLASSES, (64, 64)))
+    assert entry is not None
+    with pytest.raises(QueueError, match="no queue entry with id 77"):
+        queue.record_reviews([ReviewRecord(entry.id, "rejected", None, "tech"), ReviewRecord(77, "rejected")])
+    assert queue.get(entry.id).status == "new"

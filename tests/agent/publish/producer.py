@@ -17,6 +17,7 @@ from agent.detections import Detections
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import Outbox
 from agent.publish.result import build_result
+from agent.statedir import StateDir
 
 DEVICE = "prod-box"
 CAMERA = "cam0"
@@ -28,7 +29,7 @@ def settings_for(port: int, state_dir: Path) -> Settings:
 
 def main(state_dir: Path, port: int, count: int, rate_hz: float) -> None:
     settings = settings_for(port, state_dir)
-    outbox = Outbox(state_dir / "outbox.sqlite", max_bytes=64 * 1024 * 1024)
+    outbox = Outbox(StateDir(state_dir).outbox, max_bytes=64 * 1024 * 1024)
     publisher = MqttPublisher(settings, outbox, version="test")
     publisher.start()
     topic = publisher.topics.result(CAMERA)

@@ -17,9 +17,11 @@ import pytest
 
 from agent.config import MqttConfig, Settings
 from agent.detections import Detections
-from agent.publish.mqtt import MqttPublisher, Topics
+from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import Outbox, OutboxFull
 from agent.publish.result import build_result, result_schema
+from agent.publish.topics import Topics
+from agent.statedir import StateDir
 from tests.agent.publish import producer
 from tests.fixtures.broker import Broker, Subscriber
 
@@ -34,7 +36,7 @@ def make_settings(broker: Broker, tmp_path: Path, device: str = "box1") -> Setti
 @pytest.fixture
 def publisher(mosquitto: Broker, tmp_path: Path) -> Iterator[MqttPublisher]:
     settings = make_settings(mosquitto, tmp_path)
-    outbox = Outbox(tmp_path / "state" / "outbox.sqlite", max_bytes=16 * 1024 * 1024)
+    outbox = Outbox(StateDir(settings.state_dir).outbox, max_bytes=16 * 1024 * 1024)
     pub = MqttPublisher(settings, outbox, version="0.0-test")
     pub.start()
     yield pub
@@ -197,7 +199,7 @@ def test_publisher_sigkilled_mid_stream_loses_no_seq_after_restart(mosquitto: Br
     got = sub.wait_for(lambda ps: len(unique_in_order(ps)) >= total, timeout_s=10)
     sub.close()
     assert unique_in_order(got) == list(range(1, total + 1)), f"got {len(unique_in_order(got))} unique of {total}"
-    assert Outbox(tmp_path / "outbox.sqlite", max_bytes=1 << 20).integrity_check() == "ok"
+    assert Outbox(StateDir(tmp_path).outbox, max_bytes=1 << 20).integrity_check() == "ok"
 
 
 @pytest.mark.faults

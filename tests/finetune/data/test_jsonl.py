@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.detector.loc import to_loc_text
 from finetune.data.dataset import Dataset
 from finetune.data.issues import AnnotationError
 from finetune.data.jsonl import ANNOTATIONS, CLASS_FILE, read_jsonl, write_jsonl
@@ -39,7 +40,7 @@ def test_written_lines_are_florence_od_records_with_relative_image_paths(dataset
     for record, sample in zip(records, dataset, strict=True):
         assert record["prefix"] == "<OD>"
         assert (tmp_path / "out" / record["image"]).read_bytes() == sample.image.read_bytes()
-        assert record["suffix"] == sample.detections.sorted_raster().to_loc_text()
+        assert record["suffix"] == to_loc_text(sample.detections.sorted_raster())
 
 
 def test_without_a_class_file_labels_are_collected_in_first_seen_order(tmp_path: Path) -> None:

@@ -1,0 +1,300 @@
+"""The config's sections: one pydantic model per YAML section, each forbidding unknown keys so a typo is an error,
+never a silently ignored setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from agent.modeldir import looks_local
+
+# one MQTT topic level: no separators, wildcards or NUL; short enough for dashboards
+_TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+def topic_level(value: str, what: str) -> str:
+    """Check that `value` can be used as one MQTT topic level (device id, camera name)."""
+    if not _TOPIC_LEVEL.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-64 chars of letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit) to be safe as an MQTT topic level"
+        )
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelConfig(_Section):
+    path: Path = Field(
+        default=Path("./models/demo"), description="Base model directory (save_pretrained layout) or hub id (org/name)"
+    )
+    adapter: Path | None = Field(default=None, description="LoRA adapter directory applied on top of the base, or null")
+    classes: list[str] = Field(
+        default=["scratch", "hole", "stain"], min_length=1, description="Defect classes, in order"
+    )
+    backend: Literal["torch-eager", "torch-fast", "onnx"] = Field(
+        default="torch-eager", description="Inference backend"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available, else cpu")
+    max_new_tokens: int = Field(default=64, ge=1, le=4096, description="Generation budget per frame")
+    thresholds: dict[str, float] = Field(
+        default={}, description="Per-class score threshold; classes not listed use default"
+    )
+    default_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Threshold for classes without their own")
+    uncertain_band: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="A box with |score - threshold| < band makes the verdict 'uncertain'"
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _local_path_exists(cls, path: Any) -> Any:
+        """A path written as a local one (`./models/x`, `/opt/m`, `~/m`, `models/x` where `models/` exists) must be
+        an existing directory: otherwise it would be taken for a hub id and retried over the network for minutes."""
+        if isinstance(path, str) and looks_local(path) and not Path(path).expanduser().is_dir():
+            raise ValueError(f"model directory {path!r} does not exist (a hub id is written 'org/name'); "
+                             "the shipped demo model is ./models/demo")
+        return path
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, classes: list[str]) -> list[str]:
+        dupes = sorted({c for c in classes if classes.count(c) > 1})
+        if dupes:
+            raise ValueError(f"duplicate class names {dupes}")
+        return classes
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_known(cls, thresholds: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        classes = info.data.get("classes", [])
+        unknown = sorted(set(thresholds) - set(classes))
+        if unknown:
+            raise ValueError(f"thresholds for unknown classes {unknown}; classes are {classes}")
+        bad = {k: v for k, v in thresholds.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"thresholds must be within [0, 1], got {bad}")
+        return thresholds
+
+    def threshold(self, label: str) -> float:
+        """The score threshold that applies to `label`."""
+        return self.thresholds.get(label, self.default_threshold)
+
+
+class CameraConfig(_Section):
+    name: str = Field(default="cam0", description="Camera name, used as an MQTT topic level (unique)")
+    source: str = Field(
+        default="synthetic:seed=0",
+        min_length=1,
+        description="Source URI: device index, /dev/videoN, rtsp://, http(s)://, gst:<pipeline>, "
+        "file or directory path, synthetic:<params>",
+    )
+    fps: float = Field(default=10.0, gt=0, le=1000, description="Frames per second to capture (or replay)")
+    mode: Literal["free-run", "trigger"] = Field(
+        default="free-run", description="free-run: latest frame wins; trigger: one frame per MQTT trigger"
+    )
+    loop: bool = Field(default=True, description="Replay files/directories in a loop")
+    enabled: bool = Field(default=True, description="A disabled camera is reported as 'disabled' and never opened")
+    open_timeout_s: float = Field(default=10.0, gt=0, description="Give up opening the source after this long")
+    read_timeout_s: float = Field(default=5.0, gt=0, description="Give up on one read after this long")
+    no_frame_timeout_s: float = Field(default=5.0, gt=0, description="No frame for this long -> reconnect")
+    reconnect_min_s: float = Field(default=0.5, gt=0, description="First reconnect delay (doubles each failure)")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay")
+    queue_size: int = Field(
+        default=2, ge=1, le=1000, description="Frames buffered per camera before dropping (counted)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _topic_safe_name(cls, name: str) -> str:
+        return topic_level(name, "camera name")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        _check_backoff(self.reconnect_min_s, self.reconnect_max_s)
+        return self
+
+
+class BatchConfig(_Section):
+    max_frames: int = Field(default=4, ge=1, le=256, description="Largest batch handed to the detector")
+    max_wait_ms: float = Field(default=20.0, ge=0, description="Longest wait to fill a batch after its first frame")
+
+
+class TlsConfig(_Section):
+    enabled: bool = Field(default=False, description="Connect with TLS")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle that signed the broker certificate (null: system CAs)"
+    )
+    cert_file: Path | None = Field(
+        default=None, description="Client certificate (PEM) for brokers with require_certificate"
+    )
+    key_file: Path | None = Field(
+        default=None, description="Client private key (PEM); may live in $CREDENTIALS_DIRECTORY"
+    )
+    insecure: bool = Field(default=False, description="Skip broker hostname verification (test benches only)")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttConfig(_Section):
+    host: str = Field(default="127.0.0.1", min_length=1, description="Broker host")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port")
+    prefix: str = Field(default="edge-inspect", description="First topic levels; topics are {prefix}/{device_id}/...")
+    client_id: str | None = Field(
+        default=None, description="MQTT client id; null: edge-inspect-{device_id} (must be stable)"
+    )
+    username: str | None = Field(default=None, description="Broker user name")
+    password: SecretStr | None = Field(default=None, description="Broker password (or credential file mqtt.password)")
+    keepalive: int = Field(default=30, ge=5, le=65535, description="Keepalive seconds; a dead link shows in ~1.5x this")
+    session_expiry_s: int = Field(
+        default=3600, ge=0, description="How long the broker keeps our session (and queued QoS 1) while we are away"
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS settings")
+    reconnect_min_s: float = Field(default=0.5, gt=0, description="First reconnect delay")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay")
+    inflight: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Results published but not yet acknowledged, at most; keep below the broker's receive maximum "
+        "(Mosquitto: max_inflight_messages, 20 by default)",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_levels(cls, prefix: str) -> str:
+        for level in prefix.split("/"):
+            topic_level(level, f"prefix level in {prefix!r}:")
+        return prefix
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttConfig:
+        _check_backoff(self.reconnect_min_s, self.reconnect_max_s)
+        return self
+
+
+class OutboxConfig(_Section):
+    max_bytes: int = Field(default=512 * MiB, ge=64 * 1024, description="Disk budget of the result outbox")
+    alarm_fraction: float = Field(
+        default=0.8, gt=0, le=1, description="Raise an alarm event above this share of max_bytes"
+    )
+
+
+class QueueConfig(_Section):
+    enabled: bool = Field(default=True, description="Keep low-confidence frames for later review/fine-tuning")
+    max_bytes: int = Field(
+        default=1 * GiB, ge=1 * MiB, description="Disk budget of the learning queue (oldest evicted)"
+    )
+    band: float = Field(
+        default=0.15, ge=0, le=1, description="threshold-band sampler: keep boxes with |score-thr| < band"
+    )
+    per_minute: int = Field(default=10, ge=0, description="Quota of queued frames per minute")
+    per_hour: int = Field(default=200, ge=0, description="Quota of queued frames per hour")
+    per_day: int = Field(default=2000, ge=0, description="Quota of queued frames per day")
+    random_rate: float = Field(default=0.0, ge=0, le=1, description="random sampler: share of frames kept (0 disables)")
+    dedup_max_distance: int = Field(
+        default=6, ge=0, le=64, description="Near-duplicate: dHash differs in <= this many bits (and same boxes)"
+    )
+    samplers: list[Literal["threshold-band", "flagged-miss", "random"]] = Field(
+        default=["threshold-band", "flagged-miss", "random"], description="Active samplers"
+    )
+    golden_fraction: float = Field(
+        default=0.2, ge=0, le=1, description="Share of reviewed frames held out as the golden set that judges models "
+        "(stable by frame hash; the station's golden toggle overrides it per frame)"
+    )
+
+
+class MetricsConfig(_Section):
+    enabled: bool = Field(default=True, description="Serve Prometheus metrics")
+    host: str = Field(default="127.0.0.1", description="Bind address (keep it loopback unless firewalled)")
+    port: int = Field(default=9108, ge=1, le=65535, description="Metrics port")
+
+
+class CommandsConfig(_Section):
+    require_signature: bool = Field(default=False, description="Reject commands without a valid HMAC signature")
+    hmac_key: SecretStr | None = Field(default=None, description="HMAC key (or credential file commands.hmac_key)")
+    max_skew_s: float = Field(default=30.0, gt=0, description="Reject signed commands whose timestamp is older/newer")
+
+    @model_validator(mode="after")
+    def _key_when_required(self) -> CommandsConfig:
+        if self.require_signature and self.hmac_key is None:
+            raise ValueError("require_signature is true but no hmac_key is set (config or credential file)")
+        return self
+
+
+class RecalibrationConfig(_Section):
+    golden_set: Path | None = Field(
+        default=None, description="Extra held-out golden set (Florence JSONL folder or .jsonl), judged on beside the "
+        "queue's verified golden frames, or null (the queue's golden frames alone)"
+    )
+    min_golden_per_class: int = Field(
+        default=3, ge=0, description="A run refuses to start while the golden set has fewer boxes than this of any "
+        "class (0: no minimum)"
+    )
+    replay_data: Path | None = Field(
+        default=None, description="Earlier training data (Florence JSONL) replayed beside the queue, or null"
+    )
+    replay_ratio: float = Field(
+        default=1.0, ge=0, le=100, description="Replay frames per labelled queue frame (capped by replay_max)"
+    )
+    replay_max: int = Field(default=500, ge=0, description="At most this many replay frames per run")
+    min_labelled: int = Field(
+        default=1, ge=1, description="Fewer verified training frames in the queue than this: nothing to learn"
+    )
+    ap_margin: float = Field(
+        default=0.02, ge=0, le=1, description="Gate: no class may lose more than this AP@[.5:.95] vs the current model"
+    )
+    min_map50_delta: float = Field(
+        default=0.01, ge=0, le=1, description="Gate: golden mAP50 must rise by at least this much (and by more than "
+        "its noise: the lower bound of a bootstrap interval over golden frames must be above 0)"
+    )
+    bootstrap_resamples: int = Field(
+        default=200, ge=20, le=10000, description="Gate: resamples of the golden frames for the 95 % interval of the "
+        "mAP50 change (seeded by seed)"
+    )
+    target_precision: float = Field(
+        default=0.9, gt=0, le=1, description="Per-class thresholds are re-fitted to reach this precision"
+    )
+    target_recall: float | None = Field(
+        default=None, gt=0, le=1, description="Fit thresholds to this recall instead of a precision (null: precision)"
+    )
+    max_minutes: float = Field(default=60.0, gt=0, description="Training time budget of one run")
+    max_memory_mb: float | None = Field(
+        default=None, gt=0, description="Stop training above this peak memory (GPU: allocated; CPU: resident)"
+    )
+    epochs: int = Field(default=3, ge=1, le=1000, description="Training epochs over the snapshot")
+    batch_size: int = Field(default=4, ge=1, le=256, description="Training batch size")
+    lr: float = Field(default=1e-4, gt=0, le=1, description="Learning rate of the LoRA weights")
+    lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank of a first adapter (later runs keep theirs)")
+    lora_alpha: int = Field(default=16, ge=1, description="LoRA alpha of a first adapter")
+    seed: int = Field(default=0, description="Seed for replay sampling and training")
+    notify: Literal["mqtt", "none"] = Field(
+        default="none", description="After a promotion: publish cmd/reload over MQTT, or none (systemd reloads)"
+    )
+    publish_events: bool = Field(default=True, description="Send recalibration progress to the MQTT events topic")
+    work_dir: Path | None = Field(
+        default=None, description="Where runs write snapshots, adapters and reports (null: {state_dir}/recalibration)"
+    )
+    onnx_precision: Literal["fp32", "fp16", "int8"] = Field(
+        default="fp32", description="On an onnx line (model.backend onnx): precision of the candidate's ONNX export, "
+        "evaluated and stored beside the adapter version it serves"
+    )
+    base_model: Path | None = Field(
+        default=None, description="On an onnx line, whose model.path is an ONNX export: the base model folder "
+        "(save_pretrained) it was exported from, which runs train on; null elsewhere"
+    )
+
+
+def _check_backoff(low: float, high: float) -> None:
+    if low > high:
+        raise ValueError(f"reconnect_min_s ({low}) must not exceed reconnect_max_s ({high})")

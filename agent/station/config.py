@@ -1,0 +1,143 @@
+"""The `station` config section: where the technician's station listens, who may log in, how long sessions last.
+
+Users come from the config (`station.users`) and from `$CREDENTIALS_DIRECTORY/station.users` (systemd
+`LoadCredential=`), so password hashes need not sit in the YAML file. Only argon2 hashes are accepted: a plain
+password pasted into `password_hash` is an error that names the user (never the value).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from argon2 import extract_parameters
+from argon2.exceptions import InvalidHashError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+Role = Literal["viewer", "technician"]
+ROLES: tuple[Role, ...] = ("viewer", "technician")
+USERS_CREDENTIAL_FILE = "station.users"
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+HASH_HINT = ("create one with: python -c \"import argon2, getpass; "
+             "print(argon2.PasswordHasher().hash(getpass.getpass()))\"")
+
+
+def check_user_name(name: str) -> str:
+    if not _USER_NAME.match(name):
+        raise ValueError(f"user name {name!r} must be 1-64 letters, digits, '_', '.', '@', '-' "
+                         "(starting with a letter or digit)")
+    return name
+
+
+def check_argon2_hash(user: str, password_hash: str) -> None:
+    """Raise naming `user` (never echoing the value: it may be a plain password) unless it is an argon2 hash."""
+    try:
+        extract_parameters(password_hash)
+    except (InvalidHashError, ValueError):
+        raise ValueError(f"user {user!r}: password_hash is not an argon2 hash ($argon2id$...); {HASH_HINT}") from None
+
+
+class StationUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Login name (1-64 letters, digits, '_', '.', '@', '-')")
+    role: Role = Field(default="viewer", description="viewer: live view only; technician: everything")
+    password_hash: SecretStr = Field(description="argon2 hash of the password ($argon2id$...), never the password")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        return check_user_name(name)
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2_only(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        check_argon2_hash(info.data.get("name", "?"), value.get_secret_value())
+        return value
+
+
+class StationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    enabled: bool = Field(default=True, description="Serve the technician's station (live view, review, recalibration)")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Bind address (keep it loopback unless firewalled "
+                      "or served with TLS)")
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port (0: any free port, for tests)")
+    tls_cert_file: Path | None = Field(default=None, description="TLS certificate chain (PEM); with tls_key_file the "
+                                       "station serves HTTPS and marks its cookie Secure")
+    tls_key_file: Path | None = Field(default=None, description="TLS private key (PEM), e.g. a file in "
+                                      "$CREDENTIALS_DIRECTORY")
+    users: list[StationUser] = Field(
+        default=[],
+        description=f"Who may log in: name, role (viewer/technician), argon2 password_hash. More users may come from "
+        f"$CREDENTIALS_DIRECTORY/{USERS_CREDENTIAL_FILE}: one 'name:role:argon2-hash' per line, '#' comments and blank "
+        "lines ignored; a name may not appear in both places",
+    )
+    session_hours: float = Field(default=8.0, gt=0, le=168, description="A login is valid for this long (one shift)")
+    login_attempts: int = Field(default=5, ge=1, le=1000, description="Failed logins allowed per client address and "
+                                "per user name within login_window_s; more are refused (HTTP 429, Retry-After)")
+    login_window_s: float = Field(default=300.0, gt=0, le=86400, description="Window of the login rate limit")
+    recent_frames: int = Field(default=8, ge=0, le=100, description="fail/uncertain frames kept per camera for the "
+                               "live page (raw frames are held until a browser asks for them)")
+    _file_users: list[StationUser] = PrivateAttr(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, users: list[StationUser]) -> list[StationUser]:
+        names = [u.name for u in users]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate user names {dupes}")
+        return users
+
+    @model_validator(mode="after")
+    def _tls_pair_and_credential_users(self) -> StationConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        file = Path(directory) / USERS_CREDENTIAL_FILE if directory else None
+        self._file_users = read_users_file(file) if file is not None and file.is_file() else []
+        both = sorted({u.name for u in self.users} & {u.name for u in self._file_users})
+        if both:
+            raise ValueError(f"users {both} are defined both in station.users and in {file}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def accounts(self) -> dict[str, StationUser]:
+        """Every user who may log in, by name: the config's and the credential file's."""
+        return {u.name: u for u in [*self.users, *self._file_users]}
+
+
+def read_users_file(path: Path) -> list[StationUser]:
+    """Parse a `name:role:argon2-hash` per line file; errors name the file, the line number and the user (a line
+    that is not in that shape is never echoed: it may be a password)."""
+    users: list[StationUser] = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, role, password_hash = [*line.split(":", 2), "", ""][:3]
+        try:
+            if not _USER_NAME.match(name) or not password_hash:
+                raise ValueError("expected 'name:role:argon2-hash' with a valid user name")
+            if role not in ROLES:
+                raise ValueError(f"user {name!r}: role {role!r} must be one of {list(ROLES)}")
+            check_argon2_hash(name, password_hash)
+        except ValueError as exc:
+            raise ValueError(f"{path} line {number}: {exc}") from None
+        users.append(StationUser.model_validate({"name": name, "role": role, "password_hash": password_hash}))
+    return users

@@ -1,0 +1,90 @@
+"""The review API (technicians only): the learning queue in review order, one entry with the model's suggestions,
+its frame, saving a review, the golden toggle, and the queue's summary. Every change is written to the audit log.
+
+Review order is most unsure first: smallest |score - class threshold| over the entry's boxes
+(`agent.learn.uncertainty`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import FileResponse, Response
+
+from agent.learn.entry import QueueEntry, QueueError
+from agent.learn.queue import LearningQueue
+from agent.learn.uncertainty import most_unsure_first
+from agent.station.auth import Session
+from agent.station.guards import StationContext, check_csrf, field_errors, require_technician, station
+from agent.station.review_input import STATUS_OF, GoldenIn, ReviewIn, box_problems, labels_of
+from agent.station.review_view import entry_detail, list_item, queue_summary
+
+review = APIRouter(prefix="/api/review", dependencies=[Depends(require_technician), Depends(check_csrf)])
+StatusFilter = Literal["new", "labelled", "rejected", "all"]
+MAX_LIST = 5000
+
+
+def review_queue(ctx: StationContext = Depends(station)) -> LearningQueue:
+    if ctx.queue is None:
+        raise HTTPException(503, "the learning queue is not available (disabled in the config?)")
+    return ctx.queue
+
+
+def queue_entry(entry_id: int, queue: LearningQueue = Depends(review_queue)) -> QueueEntry:
+    try:
+        return queue.get(entry_id)
+    except QueueError:
+        raise HTTPException(404, f"no queue entry with id {entry_id} (purged or evicted?)") from None
+
+
+@review.get("/entries")
+def entries(status: StatusFilter = Query(default="new"), limit: int = Query(default=500, ge=1, le=MAX_LIST),
+            queue: LearningQueue = Depends(review_queue)) -> dict[str, Any]:
+    """Entries with `status` (default: not reviewed yet), most unsure first."""
+    chosen = most_unsure_first(queue.list(status=None if status == "all" else status))
+    return {"status": status, "total": len(chosen), "entries": [list_item(e) for e in chosen[:limit]]}
+
+
+@review.get("/entries/{entry_id}")
+def entry(found: QueueEntry = Depends(queue_entry)) -> dict[str, Any]:
+    return entry_detail(found)
+
+
+@review.get("/entries/{entry_id}/frame.png")
+def frame_png(found: QueueEntry = Depends(queue_entry)) -> Response:
+    """The stored frame, lossless, as captured."""
+    if not found.path.is_file():
+        raise HTTPException(404, f"queue entry {found.id}: its frame file is missing")
+    return FileResponse(found.path, media_type="image/png")
+
+
+@review.post("/entries/{entry_id}")
+def save_review(body: ReviewIn, found: QueueEntry = Depends(queue_entry), queue: LearningQueue = Depends(review_queue),
+                session: Session = Depends(require_technician), ctx: StationContext = Depends(station)) -> Any:
+    """Store a technician's decision on one entry (verified, with who and when); bad boxes change nothing."""
+    problems = box_problems(body, found.width, found.height, found.detections.class_names)
+    if problems:
+        return field_errors(problems)
+    labels = labels_of(body, found)
+    saved = queue.set_status(found.id, STATUS_OF[body.action], labels, reviewer=session.user)
+    ctx.audit.record(session.user, session.role, "review", f"queue entry {found.id}", decision=body.action,
+                     status=saved.status, boxes=0 if labels is None else len(labels))
+    return entry_detail(saved)
+
+
+@review.put("/entries/{entry_id}/golden")
+def set_golden(body: GoldenIn, found: QueueEntry = Depends(queue_entry), queue: LearningQueue = Depends(review_queue),
+               session: Session = Depends(require_technician), ctx: StationContext = Depends(station)
+               ) -> dict[str, Any]:
+    """The manual golden toggle (null: back to the frame hash's assignment)."""
+    saved = queue.set_golden(found.id, body.golden)
+    ctx.audit.record(session.user, session.role, "golden", f"queue entry {found.id}", golden=body.golden,
+                     split=saved.split)
+    return entry_detail(saved)
+
+
+@review.get("/summary")
+def summary(queue: LearningQueue = Depends(review_queue)) -> dict[str, Any]:
+    """Entries by status; frames and per-class counts of the verified training and golden sets."""
+    return queue_summary(queue)

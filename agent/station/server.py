@@ -1,0 +1,87 @@
+"""uvicorn on its own thread and event loop, so serving browsers never blocks inspection.
+
+`start()` binds the socket in the caller's thread (a port in use or a bad TLS file raises right there) and returns
+at once with the bound port (port 0 picks a free one); `stop()` ends open live streams, then the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+
+from agent.station.config import StationConfig
+from agent.station.guards import StationContext
+
+log = structlog.get_logger("agent.station")
+GRACEFUL_S = 2  # open connections get this long to finish on stop()
+
+
+class StationServer:
+    def __init__(self, app: FastAPI, config: StationConfig) -> None:
+        self.app = app
+        self.config = config
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when the config says 0); readable from start() on."""
+        if self._port is None:
+            raise RuntimeError("the station server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.tls else "http"
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"{scheme}://{host}:{self.port}/"
+
+    def start(self) -> int:
+        """Bind, then serve on a daemon thread; returns the bound port."""
+        if self._thread is not None:
+            raise RuntimeError("the station server is already started")
+        uv_config = uvicorn.Config(
+            self.app, host=self.config.host, port=self.config.port, log_config=None, access_log=False,
+            lifespan="off", timeout_graceful_shutdown=GRACEFUL_S, server_header=False,
+            ssl_certfile=self.config.tls_cert_file, ssl_keyfile=self.config.tls_key_file,
+        )
+        uv_config.load()  # reads the TLS files now, so a bad one fails here and not on the thread
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        self._socket = socket.create_server((self.config.host, self.config.port), family=family)
+        self._port = int(self._socket.getsockname()[1])
+        self._server = uvicorn.Server(uv_config)
+        self._thread = threading.Thread(target=self._serve, name="station", daemon=True)
+        self._thread.start()
+        log.info("station up", url=self.url)
+        return self.port
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask live streams and the server to end; waits at most `timeout` seconds for the thread."""
+        if self._server is None or self._thread is None:
+            return
+        context: StationContext = self.app.state.station
+        context.stopping.set()
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("station server did not stop in time", timeout_s=timeout)
+        if self._socket is not None:
+            self._socket.close()
+        self._server, self._thread, self._socket = None, None, None
+
+    def _serve(self) -> None:
+        assert self._server is not None and self._socket is not None
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._server.serve(sockets=[self._socket]))
+        except BaseException as exc:  # uvicorn exits via SystemExit on startup errors: log, never kill the daemon
+            log.error("station server failed", error=repr(exc))
+        finally:
+            loop.close()

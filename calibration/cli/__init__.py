@@ -1,0 +1,23 @@
+"""calibration's `edge-inspect` commands, registered through the `edge_inspect.commands` entry point `calibration`.
+
+Modules: `recalibrate` (the technician's recalibration run), `demo_model` (`model demo`: train the demo model and
+fit its thresholds).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from calibration.cli.demo_model import demo_model_command
+from calibration.cli.recalibrate import recalibrate_command
+
+if TYPE_CHECKING:
+    from agent.cli.plugins import SharedGroups
+
+
+def register(app: typer.Typer, groups: SharedGroups) -> None:
+    """Add recalibrate and `model demo`."""
+    app.command("recalibrate")(recalibrate_command)
+    groups.model.command("demo")(demo_model_command)

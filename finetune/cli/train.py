@@ -1,0 +1,93 @@
+"""`edge-inspect finetune`: LoRA fine-tuning of a Florence-2 model on a labelled data set."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from finetune.cli.data import SourceFormat
+
+
+def finetune_command(
+    model: Path = typer.Option(..., "--model", "-m", help="base model directory (save_pretrained layout)"),
+    data: Path = typer.Option(..., "--data", help="training data set (folder, or annotation file for coco/jsonl)"),
+    out: Path = typer.Option(..., "--out", help="adapter directory to write (PEFT layout + manifest.json)"),
+    data_format: SourceFormat = typer.Option(SourceFormat.jsonl, "--format", help="training data format"),
+    val: Path | None = typer.Option(None, "--val", help="validation data set (same format) for loss and mAP"),
+    adapter: Path | None = typer.Option(None, "--adapter", help="continue training this adapter (incremental)"),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="run directory (default: OUT.run)"),
+    epochs: int = typer.Option(3, "--epochs", min=1, help="passes over the training set"),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="stop after this many steps (wins)"),
+    batch: int = typer.Option(4, "--batch", min=1, help="frames per step"),
+    lr: float = typer.Option(2e-4, "--lr", min=0.0, help="peak learning rate"),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="linear warm-up steps before the cosine decay"),
+    r: int = typer.Option(8, "--lora-r", min=1, help="LoRA rank"),
+    alpha: int = typer.Option(16, "--lora-alpha", min=1, help="LoRA alpha"),
+    dropout: float = typer.Option(0.05, "--lora-dropout", min=0.0, max=0.99, help="LoRA dropout"),
+    vision: bool = typer.Option(False, "--vision/--no-vision", help="also adapt the DaViT vision tower"),
+    unfreeze_vision: int | None = typer.Option(
+        None, "--unfreeze-vision-epoch", min=0, help="staged: vision LoRA trains from this epoch (0-based) on"),
+    shuffle_boxes: bool = typer.Option(False, "--shuffle-boxes", help="suffix order augmentation"),
+    tasks: str = typer.Option("<OD>", "--tasks", help="comma-separated task mix, e.g. <OD>,<DENSE_REGION_CAPTION>"),
+    checkpointing: bool = typer.Option(True, "--grad-checkpointing/--no-grad-checkpointing",
+                                       help="activation checkpointing (less memory, ~30 % slower)"),
+    amp: str = typer.Option("auto", "--amp", help="auto | off | bf16 | fp16 (CUDA only)"),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1, help="save a resumable state every N"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the run directory's last checkpoint"),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", min=0.0, help="time budget"),
+    seed: int = typer.Option(0, "--seed", help="seed for batches, augmentation and LoRA init"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0 = torch's default)"),
+) -> None:
+    """Fine-tune a LoRA adapter; writes the adapter + manifest to --out and curves/checkpoints to the run dir."""
+    import torch
+
+    from agent.store.files import StoreError
+    from finetune.data import AnnotationError, read_dataset
+    from finetune.lora import LoraError, LoraSettings
+    from finetune.train.config import TrainConfig, TrainError
+    from finetune.train.run import train_lora
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        config = TrainConfig(
+            epochs=epochs, max_steps=max_steps, batch_size=batch, lr=lr, warmup_steps=warmup, seed=seed,
+            lora=LoraSettings(r=r, alpha=alpha, dropout=dropout, vision=vision), gradient_checkpointing=checkpointing,
+            amp=amp, unfreeze_vision_epoch=unfreeze_vision, shuffle_boxes=shuffle_boxes,
+            tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), checkpoint_every=checkpoint_every,
+            max_seconds=max_minutes * 60 if max_minutes else None, device=device)
+        train_set = read_dataset(data_format.value, data)
+        val_set = read_dataset(data_format.value, val) if val is not None else None
+        with ProgressBar() as report:
+            result = train_lora(model, train_set, out, config, val_set, adapter, run_dir, resume, report)
+    except (AnnotationError, LoraError, TrainError, StoreError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    summary = {"adapter": str(result.adapter_dir), "run_dir": str(result.run_dir), "steps": result.steps,
+               "resumed_from": result.resumed_from, "stopped": result.stopped,
+               "metrics": result.manifest["metrics"]}
+    typer.echo(json.dumps(summary, default=str))
+
+
+class ProgressBar:
+    """A rich progress bar (steps, loss) on stderr that the trainer's progress callback drives."""
+
+    def __enter__(self) -> Callable[[int, int, dict[str, float]], None]:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]fine-tuning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            TextColumn("{task.fields[loss]}"), console=Console(stderr=True))
+        self.task = self.bar.add_task("train", total=None, loss="")
+        self.bar.start()
+        return self.update
+
+    def update(self, step: int, total: int, values: dict[str, float]) -> None:
+        self.bar.update(self.task, completed=step, total=total, loss=f"loss {values['loss']:.4f}")
+
+    def __exit__(self, *_exc: object) -> None:
+        self.bar.stop()

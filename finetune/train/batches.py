@@ -1,0 +1,110 @@
+"""Training data -> model inputs: the model's class order, prompts and targets per task, deterministic batch order."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from agent.detections import Detections
+from agent.detector.loc import to_loc_text
+from agent.modeldir import MissingClassList, read_class_names
+from finetune.data.dataset import Dataset, Sample
+from finetune.losses import label_ids
+from finetune.train.config import GROUNDING, TrainConfig, TrainError
+
+
+def model_class_names(model_dir: Path) -> tuple[str, ...]:
+    """The base model's class list (`classes.txt`); a missing one is a `TrainError`."""
+    try:
+        return read_class_names(model_dir)
+    except MissingClassList as exc:
+        raise TrainError(f"{exc.path} does not exist: the model directory must list its classes, one per line"
+                         ) from None
+
+
+def dataset_hash(dataset: Dataset) -> str:
+    """sha256 over the class list and every sample's image bytes and boxes (order-independent)."""
+    rows = []
+    for sample in dataset.samples:
+        image = hashlib.sha256(sample.image.read_bytes()).hexdigest()
+        rows.append(f"{image} {to_loc_text(sample.detections.sorted_raster())}")
+    digest = hashlib.sha256("\n".join(dataset.class_names).encode())
+    for row in sorted(rows):
+        digest.update(f"\n{row}".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def align_classes(dataset: Dataset, class_names: Sequence[str], what: str = "data set") -> list[Sample]:
+    """Samples re-indexed into the model's class list; a class the model lacks is an error naming it."""
+    missing = [name for name in dataset.class_names if name not in class_names]
+    if missing:
+        raise TrainError(f"{what} class(es) {missing} are unknown to the model (model classes: {list(class_names)})")
+    return [Sample(s.image, Detections.from_labels(s.detections.labels, s.detections.xyxy, class_names,
+                                                   s.image_size)) for s in dataset.samples]
+
+
+def target_for(task: str, dets: Detections, rng: np.random.Generator, shuffle: bool) -> tuple[str, str]:
+    """(prompt, target text) of one sample for `task`; grounding asks for one class present on the frame."""
+    ordered = dets[rng.permutation(len(dets))] if shuffle and len(dets) > 1 else dets.sorted_raster()
+    if task != GROUNDING or not len(dets):
+        return ("<OD>" if task == GROUNDING else task), to_loc_text(ordered)
+    label = str(rng.choice(sorted(set(dets.labels))))
+    return task + label, to_loc_text(ordered[np.asarray(ordered.labels) == label])
+
+
+class Batcher:
+    """Samples -> model inputs: pixels (as the detector preprocesses), prompt ids and -100-padded labels."""
+
+    def __init__(self, processor: Any, config: TrainConfig) -> None:
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        size = processor.image_processor.size
+        self.size = (int(size["width"]), int(size["height"]))
+        self.config = config
+        self._prompts: dict[str, torch.Tensor] = {}
+
+    def prompt_ids(self, prompt: str) -> torch.Tensor:
+        """Florence's processor expands the task token and inserts the image tokens; cached per prompt."""
+        if prompt not in self._prompts:
+            dummy = np.zeros((8, 8, 3), np.uint8)
+            self._prompts[prompt] = self.processor(text=[prompt], images=[dummy], return_tensors="pt").input_ids[0]
+        return self._prompts[prompt]
+
+    def __call__(self, samples: Sequence[Sample], rng: np.random.Generator, task: str | None = None
+                 ) -> dict[str, torch.Tensor]:
+        from agent.detector.florence2 import preprocess_frames
+        from agent.imageio import read_image
+
+        frames = [read_image(s.image) for s in samples]
+        pixels = torch.from_numpy(preprocess_frames(frames, self.processor.image_processor, self.size))
+        tasks = [task or str(rng.choice(list(self.config.tasks))) for _ in samples]
+        pairs = [target_for(t, s.detections, rng, self.config.shuffle_boxes) for t, s in zip(tasks, samples)]
+        input_ids, attention = pad_prompts([self.prompt_ids(p) for p, _ in pairs], int(self.tokenizer.pad_token_id))
+        return {"pixel_values": pixels, "input_ids": input_ids, "attention_mask": attention,
+                "labels": label_ids(self.tokenizer, [t for _, t in pairs])}
+
+
+def pad_prompts(prompts: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D id tensors into (ids, attention mask)."""
+    length = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, : len(prompt)] = prompt
+        mask[row, : len(prompt)] = 1
+    return ids, mask
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> npt.NDArray[np.int64]:
+    """Indices of the samples in `step`: a fresh permutation per epoch, a pure function of (seed, step)."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, index = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return order[index * batch_size : (index + 1) * batch_size]

@@ -1,0 +1,157 @@
+"""One LoRA run's model, optimizer, schedule and precision on a device, stepping through the batches it is given."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agent.detector.base import DetectorError
+from agent.detector.florence2 import pick_device as detector_device
+from agent.detector.loc import LOC_BINS
+from finetune.data.dataset import Sample
+from finetune.lora import add_lora, enable_checkpointing, load_lora, lora_parameters, set_vision_trainable
+from finetune.losses import sequence_loss, soft_loc_targets
+from finetune.train.batches import Batcher
+from finetune.train.checkpoints import restore_rng, rng_state
+from finetune.train.config import TrainConfig, TrainError
+
+
+# ----- schedule, precision, memory ------------------------------------------------------------------------------------
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def amp_dtype(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 where the GPU supports it, else fp16; None on CPU or with amp off."""
+    if requested == "off" or (requested == "auto" and device.type != "cuda"):
+        return None
+    if device.type != "cuda":
+        raise TrainError(f"amp={requested!r} needs a CUDA device (training on {device})")
+    if requested == "fp16" or (requested == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch on CUDA; the process's peak resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def pick_device(requested: str) -> torch.device:
+    """The detector's device rule (auto = cuda when available), reported as a training error."""
+    try:
+        return detector_device(requested)
+    except DetectorError as exc:
+        raise TrainError(str(exc)) from None
+
+
+# ----- the trainer --------------------------------------------------------------------------------------------------
+class LoraTrainer:
+    """One run: model + adapter + optimizer on a device, stepping through deterministic batches."""
+
+    def __init__(self, model_dir: Path, config: TrainConfig, init_adapter: Path | None = None) -> None:
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+        self.model_dir = Path(model_dir)
+        self.config = config
+        self.device = pick_device(config.device)
+        self.amp = amp_dtype(config.amp, self.device)
+        torch.manual_seed(config.seed)
+        self.processor = AutoProcessor.from_pretrained(self.model_dir)
+        base = Florence2ForConditionalGeneration.from_pretrained(self.model_dir, dtype=torch.float32)
+        self.model = load_lora(base, init_adapter) if init_adapter is not None else add_lora(base, config.lora)
+        self.staged = config.unfreeze_vision_epoch is not None
+        self.model.to(self.device)
+        enable_checkpointing(self.model, config.gradient_checkpointing)
+        self.batcher = Batcher(self.processor, config)
+        self.loc_ids = torch.tensor(self.processor.tokenizer.convert_tokens_to_ids(
+            [f"<loc_{i}>" for i in range(LOC_BINS)]), device=self.device)
+        self.soft = self._soft_targets()
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
+        self.schedule: torch.optim.lr_scheduler.LambdaLR | None = None
+
+    def _soft_targets(self) -> torch.Tensor | None:
+        if self.config.loc_sigma <= 0:
+            return None
+        return soft_loc_targets(self.config.loc_sigma).to(self.device)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        text = [p for _, p in lora_parameters(self.model, vision=False) if p.requires_grad]
+        vision = [p for _, p in lora_parameters(self.model, vision=True)]
+        if not text and not vision:
+            raise TrainError("the adapter has no trainable LoRA weights")
+        groups = [{"params": text, "lr": self.config.lr}]
+        if vision:
+            groups.append({"params": vision, "lr": self.config.lr * self.config.vision_lr_scale})
+        return torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
+
+    def set_schedule(self, total_steps: int) -> None:
+        warmup = min(self.config.warmup_steps, max(total_steps - 1, 0))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, warmup, total_steps))
+
+    def vision_stage(self, epoch: int) -> None:
+        """Staged unfreezing: vision-tower LoRA frozen before `unfreeze_vision_epoch`, trainable from it."""
+        if self.staged:
+            set_vision_trainable(self.model, epoch >= int(self.config.unfreeze_vision_epoch or 0))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        autocast = (torch.autocast("cuda", dtype=self.amp) if self.amp is not None else contextlib.nullcontext())
+        with autocast:
+            out = self.model(**batch, use_cache=False)
+        if self.soft is None:
+            return out.loss.float()
+        return sequence_loss(out.logits, batch["labels"], self.loc_ids, self.soft)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        self.model.train()
+        loss = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        assert self.schedule is not None
+        self.schedule.step()
+        return float(loss.detach())
+
+    def validation_loss(self, samples: Sequence[Sample]) -> float:
+        """Teacher-forced `<OD>` loss over `samples` (boxes in reading order, no dropout)."""
+        self.model.eval()
+        rng = np.random.default_rng(0)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(samples), self.config.batch_size):
+                chunk = samples[start : start + self.config.batch_size]
+                total += float(self.loss(self.batcher(chunk, rng, task="<OD>"))) * len(chunk)
+                count += len(chunk)
+        return total / max(count, 1)
+
+    def state(self, step: int, history: list[dict[str, float]], epochs: list[dict[str, Any]]) -> dict[str, Any]:
+        assert self.schedule is not None
+        return {"step": step, "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng_state(), "history": history, "epochs": epochs}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        assert self.schedule is not None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"])

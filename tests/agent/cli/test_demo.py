@@ -1,0 +1,99 @@
+"""`edge-inspect demo`: the shipped demo model end to end, and how a missing demo model gets trained (or cannot)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import agent.cli.demo as demo_module
+from agent.cli import app
+
+SHIPPED_DEMO_MODEL = Path(__file__).parents[3] / "models" / "demo"
+runner = CliRunner()
+
+
+@pytest.fixture
+def demo_model(tmp_path: Path) -> Path:
+    """A copy of the shipped demo model (the demo must never write into the repository's)."""
+    return Path(shutil.copytree(SHIPPED_DEMO_MODEL, tmp_path / "demo"))
+
+
+@pytest.mark.slow
+def test_the_demo_runs_the_daemon_against_its_broker_and_prints_results(demo_model: Path) -> None:
+    # long enough for the daemon to start on two busy cores; the demo then SIGTERMs it and counts what arrived
+    result = runner.invoke(app, ["demo", "--model", str(demo_model), "--seconds", "25", "--fps", "4"])
+    assert result.exit_code == 0, result.output
+    assert f"using demo model {demo_model} (500 training steps)" in result.stdout
+    thresholds = json.loads((demo_model / "thresholds.json").read_text())
+    assert f"per-class thresholds: { {k: float(v) for k, v in thresholds.items()} }" in result.stdout
+    assert re.search(r"^mosquitto listening on 127\.0\.0\.1:\d+$", result.stdout, flags=re.MULTILINE)
+    count = int(re.findall(r"^demo finished: (\d+) result messages received$", result.stdout, flags=re.MULTILINE)[0])
+    results = re.findall(r"^seq +\d+  cam0  frame +\d+  (pass|fail|uncertain) ", result.stdout, flags=re.MULTILINE)
+    assert count >= 1 and len(results) == count
+    assert "daemon exited with code 0" in result.stdout
+    # the station's address and a login made up for this run; not a terminal, so the demo did not wait for Ctrl-C
+    assert re.search(r"^station: http://127\.0\.0\.1:\d+/  \(log in as 'technician' with password '[\w-]+'\)$",
+                     result.stdout, flags=re.MULTILINE), result.stdout
+    assert "Press Ctrl-C" not in result.stdout
+
+
+def test_a_missing_demo_model_is_trained_by_model_demo_in_a_child_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def fake_model_demo(command: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        calls.append(command)
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "thresholds.json").write_text(json.dumps({"scratch": 0.2, "hole": 0.3, "stain": 0.4}))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(demo_module.subprocess, "run", fake_model_demo)
+    monkeypatch.setattr(demo_module, "run_daemon_and_print", lambda config, broker, seconds, station, stay: 5)
+    model = tmp_path / "new-demo"
+    result = runner.invoke(app, ["demo", "--model", str(model), "--steps", "7", "--seconds", "1"])
+    assert result.exit_code == 0, result.output
+    assert calls == [[sys.executable, "-m", "agent.cli", "model", "demo", "--out", str(model), "--steps", "7",
+                      "--seed", "0", "--threads", "0"]]
+    assert f"training the demo model into {model} (7 steps; reused next time)" in result.stdout
+    assert "per-class thresholds: {'scratch': 0.2, 'hole': 0.3, 'stain': 0.4}" in result.stdout
+    assert "demo finished: 5 result messages received" in result.stdout
+
+
+def test_a_failed_training_run_stops_the_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(command: list[str], check: bool) -> Any:
+        return subprocess.CompletedProcess(command, 3)
+
+    monkeypatch.setattr(demo_module.subprocess, "run", failing)
+    result = runner.invoke(app, ["demo", "--model", str(tmp_path / "m")])
+    assert result.exit_code == 1
+    assert "error: training the demo model failed" in result.stderr and "exited with 3" in result.stderr
+
+
+def test_without_the_model_demo_command_the_demo_says_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.agent.cli.test_plugins import app_with_failing_plugin
+
+    broken = app_with_failing_plugin(monkeypatch, "calibration", "No module named 'peft'")
+    monkeypatch.setattr(demo_module.subprocess, "run", pytest.fail)
+    result = runner.invoke(broken, ["demo", "--model", str(tmp_path / "missing")])
+    assert result.exit_code == 1
+    assert f"no demo model in {tmp_path / 'missing'}" in result.stderr
+    assert "`edge-inspect model demo`" in result.stderr and "calibration: No module named 'peft'" in result.stderr
+    assert "pip install" in result.stderr
+
+
+def test_a_demo_model_without_thresholds_is_refused_with_the_command_that_fixes_it(demo_model: Path) -> None:
+    (demo_model / "thresholds.json").unlink()
+    result = runner.invoke(app, ["demo", "--model", str(demo_model)])
+    assert result.exit_code == 1
+    assert f"{demo_model} has no thresholds.json" in result.stderr
+    assert f"edge-inspect model demo --out {demo_model}" in result.stderr

@@ -1,0 +1,93 @@
+"""The server runner: its own thread, port 0 readable after start(), errors in the caller, TLS, a prompt stop()."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agent.station.server import StationServer
+from tests.agent.station.conftest import PASSWORDS, make_station, station_config
+
+
+def get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:
+        return response.status, response.read()
+
+
+def test_start_returns_at_once_with_the_bound_port_and_stop_ends_the_thread(tmp_path: Path) -> None:
+    made = make_station(tmp_path, station_config(port=0))
+    server = StationServer(made.app, made.app.state.station.config)
+    started = time.perf_counter()
+    port = server.start()
+    assert time.perf_counter() - started < 2.0
+    assert port > 0 and server.port == port and server.url == f"http://127.0.0.1:{port}/"
+    assert get(f"http://127.0.0.1:{port}/healthz") == (200, b'{"status":"ok"}')
+    thread = server._thread
+    server.stop()
+    assert thread is not None and not thread.is_alive()
+    with pytest.raises(OSError):
+        get(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_a_port_in_use_fails_in_the_caller(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        made = make_station(tmp_path, station_config(port=taken.getsockname()[1]))
+        server = StationServer(made.app, made.app.state.station.config)
+        with pytest.raises(OSError):
+            server.start()
+
+
+def login_cookie(port: int) -> str:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/login", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"name": "view", "password": PASSWORDS["view"]}).encode())
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return str(response.headers["set-cookie"]).split(";")[0]
+
+
+def test_stop_ends_open_live_streams_promptly(tmp_path: Path) -> None:
+    made = make_station(tmp_path, station_config(port=0))
+    server = StationServer(made.app, made.app.state.station.config)
+    port = server.start()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/live", headers={"Cookie": login_cookie(port)})
+    stream = urllib.request.urlopen(request, timeout=10)
+    assert stream.readline().startswith(b"retry:")
+    reader = threading.Thread(target=stream.read)
+    reader.start()
+    started = time.perf_counter()
+    server.stop()
+    reader.join(5)
+    assert time.perf_counter() - started < 3.0 and not reader.is_alive()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+def test_tls_when_configured(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    made = make_station(tmp_path, station_config(port=0, tls_cert_file=str(cert), tls_key_file=str(key)))
+    server = StationServer(made.app, made.app.state.station.config)
+    port = server.start()
+    try:
+        assert server.url == f"https://127.0.0.1:{port}/"
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        assert get(f"https://127.0.0.1:{port}/healthz", context)[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_missing_tls_file_fails_in_the_caller(tmp_path: Path) -> None:
+    made = make_station(tmp_path, station_config(port=0, tls_cert_file=str(tmp_path / "no.pem"),
+                                                 tls_key_file=str(tmp_path / "no.key")))
+    with pytest.raises(OSError):
+        StationServer(made.app, made.app.state.station.config).start()

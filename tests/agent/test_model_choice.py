@@ -1,0 +1,79 @@
+"""Which adapter the daemon serves: the config's, else the store's verified `current`, else none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import ModelConfig, Settings
+from agent.detector.base import DetectorError
+from agent.model_choice import ModelChoice, choose_model, thresholds_for
+from agent.store.files import StoreError
+from agent.store.model_store import ModelStore
+from tests.agent.store.helpers import make_adapter, make_base
+
+
+def settings(tmp_path: Path, adapter: Path | None = None) -> Settings:
+    model = ModelConfig(path=tmp_path / "base", adapter=adapter, thresholds={"hole": 0.7}, default_threshold=0.4)
+    return Settings(state_dir=tmp_path / "state", model=model)
+
+
+def test_without_a_store_the_base_model_serves_alone(tmp_path: Path) -> None:
+    assert choose_model(settings(tmp_path)) == ModelChoice(None, {}, "base")
+
+
+def test_the_store_current_serves_with_its_fitted_thresholds(tmp_path: Path) -> None:
+    store = ModelStore.in_state_dir(tmp_path / "state")
+    store.set_base(make_base(tmp_path / "base"))
+    store.promote(store.add_adapter(make_adapter(tmp_path / "a"), thresholds={"hole": 0.2, "scratch": 0.3}))
+    choice = choose_model(settings(tmp_path))
+    assert choice == ModelChoice(store.path("v0001"), {"hole": 0.2, "scratch": 0.3}, "store:v0001")
+    thresholds = thresholds_for(settings(tmp_path), choice)  # the config's own override the fitted ones
+    assert thresholds.for_classes(["hole", "scratch", "stain"]) == {"hole": 0.7, "scratch": 0.3, "stain": 0.4}
+
+    (store.path("v0001") / "adapter_model.safetensors").write_bytes(b"rot")
+    with pytest.raises(StoreError, match="is corrupt"):
+        choose_model(settings(tmp_path))
+    assert choose_model(settings(tmp_path, adapter=tmp_path / "x")) == ModelChoice(tmp_path / "x", {}, "config")
+
+
+def test_the_model_directorys_thresholds_serve_under_the_manifests_and_the_configs(tmp_path: Path) -> None:
+    store = ModelStore.in_state_dir(tmp_path / "state")
+    store.set_base(make_base(tmp_path / "base"))
+    (tmp_path / "base" / "thresholds.json").write_text('{"hole": 0.1, "scratch": 0.15, "stain": 0.25}')
+    assert choose_model(settings(tmp_path)) == ModelChoice(None, {"hole": 0.1, "scratch": 0.15, "stain": 0.25}, "base")
+    store.promote(store.add_adapter(make_adapter(tmp_path / "a"), thresholds={"scratch": 0.3}))
+    choice = choose_model(settings(tmp_path))
+    assert choice.thresholds == {"hole": 0.1, "scratch": 0.3, "stain": 0.25}
+    limits = thresholds_for(settings(tmp_path), choice).for_classes(["hole", "scratch", "stain"])
+    assert limits == {"hole": 0.7, "scratch": 0.3, "stain": 0.25}
+
+
+def test_a_malformed_thresholds_file_refuses_the_model_naming_the_bad_entry(tmp_path: Path) -> None:
+    make_base(tmp_path / "base")
+    (tmp_path / "base" / "thresholds.json").write_text('{"hole": 1.5}')
+    with pytest.raises(DetectorError, match=r"thresholds.json: threshold of 'hole' must be a number in \[0, 1\]"):
+        choose_model(settings(tmp_path))
+
+
+def test_an_onnx_line_serves_the_store_versions_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.config import RecalibrationConfig
+    from agent.model_choice import detector_from_settings
+    from tests.agent.store.test_exports import make_export
+
+    (tmp_path / "served").mkdir()  # the base's own export, which model.path names on an onnx line
+    line = Settings(state_dir=tmp_path / "state", model=ModelConfig(path=tmp_path / "served", backend="onnx"),
+                    recalibration=RecalibrationConfig(base_model=tmp_path / "base"))
+    store = ModelStore.in_state_dir(tmp_path / "state")
+    store.set_base(make_base(tmp_path / "base"))
+    store.promote(store.add_adapter(make_adapter(tmp_path / "plain")))
+    with pytest.raises(StoreError, match="v0001 has no ONNX export"):
+        choose_model(line)
+    store.promote(store.add_adapter(make_adapter(tmp_path / "a"), onnx_export=make_export(tmp_path / "export")))
+    choice = choose_model(line)
+    assert choice.export == store.path("v0002") / "onnx" and choice.source == "store:v0002"
+    built: list[tuple[object, ...]] = []
+    monkeypatch.setattr("agent.model_choice.create_detector", lambda *args, **kw: built.append(args))
+    detector_from_settings(line, choice)
+    assert built == [("onnx", choice.export, None, ["scratch", "hole", "stain"])]

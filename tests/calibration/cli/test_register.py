@@ -1,0 +1,16 @@
+"""The `calibration` entry point: `recalibrate`, and `model demo` in the shared `model` group."""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli.plugins import SharedGroups
+from calibration.cli import register
+
+
+def test_register_adds_recalibrate_and_model_demo() -> None:
+    app, model = typer.Typer(), typer.Typer()
+    register(app, SharedGroups(model=model))
+    assert [info.name for info in app.registered_commands] == ["recalibrate"]
+    assert app.registered_groups == []
+    assert [info.name for info in model.registered_commands] == ["demo"]

@@ -1,0 +1,56 @@
+"""LoRA training data: the model's class list, targets per task, padded prompts, the pure per-step batch order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agent.detections import Detections
+from finetune.data.dataset import Dataset, Sample
+from finetune.train.batches import align_classes, batch_indices, model_class_names, pad_prompts, target_for
+from finetune.train.config import TrainError
+from tests.finetune.lora_helpers import CLASSES
+
+
+def test_each_epoch_visits_every_sample_once_in_a_seeded_order() -> None:
+    epoch = np.concatenate([batch_indices(10, 4, seed=3, step=s) for s in range(3)])
+    assert sorted(epoch.tolist()) == list(range(10))
+    assert np.array_equal(batch_indices(10, 4, 3, 4), batch_indices(10, 4, 3, 4))  # resumable: pure function
+    assert not np.array_equal(epoch, np.concatenate([batch_indices(10, 4, 3, s) for s in range(3, 6)]))
+
+
+def test_suffix_order_augmentation_shuffles_boxes_and_grounding_asks_for_one_class() -> None:
+    dets = Detections.from_labels(["hole", "scratch", "hole"], [[50, 50, 60, 60], [0, 0, 10, 10], [20, 0, 30, 8]],
+                                  CLASSES, (100, 100))
+    rng = np.random.default_rng(0)
+    assert target_for("<OD>", dets, rng, shuffle=False)[1].startswith("scratch<loc_0>")
+    orders = {target_for("<OD>", dets, rng, shuffle=True)[1] for _ in range(30)}
+    assert len(orders) > 1
+    prompt, text = target_for("<CAPTION_TO_PHRASE_GROUNDING>", dets, np.random.default_rng(1), shuffle=False)
+    label = prompt.removeprefix("<CAPTION_TO_PHRASE_GROUNDING>")
+    assert label in {"hole", "scratch"} and text.count("<loc_") == 4 * dets.labels.count(label)
+    empty = Detections.empty(CLASSES, (100, 100))
+    assert target_for("<CAPTION_TO_PHRASE_GROUNDING>", empty, rng, shuffle=False) == ("<OD>", "")
+
+
+def test_prompts_are_right_padded_with_an_attention_mask() -> None:
+    ids, mask = pad_prompts([torch.tensor([5, 6, 7]), torch.tensor([8])], pad_id=1)
+    assert ids.tolist() == [[5, 6, 7], [8, 1, 1]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_samples_are_reindexed_into_the_model_class_order(tmp_path: Path) -> None:
+    dets = Detections.from_labels(["hole"], [[0, 0, 10, 10]], ("hole",), (40, 40))
+    aligned = align_classes(Dataset(("hole",), [Sample(tmp_path / "a.png", dets)]), CLASSES)
+    assert aligned[0].detections.class_names == CLASSES and aligned[0].detections.class_id.tolist() == [1]
+    with pytest.raises(TrainError, match=r"training set class\(es\) \['stain'\] are unknown to the model"):
+        align_classes(Dataset(("stain",), []), ("hole",), "training set")
+
+
+def test_a_model_without_a_class_list_is_a_training_error_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(TrainError, match="classes.txt does not exist: the model directory must list its classes"):
+        model_class_names(tmp_path)
+    (tmp_path / "classes.txt").write_text("scratch\n\nhole\n")
+    assert model_class_names(tmp_path) == ("scratch", "hole")
