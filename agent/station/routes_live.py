@@ -37,21 +37,21 @@ def camera_view(ctx: StationContext, name: str, info: CameraInfo | None) -> dict
     }
 
 
-async def known_camera(name: str, ctx: StationContext = Depends(station)) -> str:
+def known_camera(name: str, ctx: StationContext = Depends(station)) -> str:
     if name not in camera_names(ctx):
         raise HTTPException(404, f"unknown camera {name!r}")
     return name
 
 
 @live.get("/cameras")
-async def cameras(ctx: StationContext = Depends(station)) -> dict[str, Any]:
+def cameras(ctx: StationContext = Depends(station)) -> dict[str, Any]:
     infos = ctx.backend.cameras()
     views = [camera_view(ctx, n, infos.get(n)) for n in camera_names(ctx)]
     return {"model": ctx.backend.model_version(), "cameras": views}
 
 
 @live.get("/cameras/{name}/frame.jpg")
-async def frame_jpeg(name: str = Depends(known_camera), seq: int | None = Query(default=None, ge=1),
+def frame_jpeg(name: str = Depends(known_camera), seq: int | None = Query(default=None, ge=1),
                ctx: StationContext = Depends(station)) -> Response:
     """The camera's shown frame `seq` (the one the live stream described; the current one when it is gone or not
     given) with boxes drawn; 404 until the camera has a frame."""
@@ -62,7 +62,7 @@ async def frame_jpeg(name: str = Depends(known_camera), seq: int | None = Query(
 
 
 @live.get("/cameras/{name}/recent")
-async def recent(name: str = Depends(known_camera), ctx: StationContext = Depends(station)) -> dict[str, Any]:
+def recent(name: str = Depends(known_camera), ctx: StationContext = Depends(station)) -> dict[str, Any]:
     """The camera's last fail/uncertain frames, newest first; each image is at recent/{id}.jpg."""
     items = ctx.board.recent(name)
     for item in items:
@@ -71,7 +71,7 @@ async def recent(name: str = Depends(known_camera), ctx: StationContext = Depend
 
 
 @live.get("/cameras/{name}/recent/{ident}.jpg")
-async def recent_jpeg(ident: int, name: str = Depends(known_camera), ctx: StationContext = Depends(station)) -> Response:
+def recent_jpeg(ident: int, name: str = Depends(known_camera), ctx: StationContext = Depends(station)) -> Response:
     data = ctx.board.recent_jpeg(name, ident)
     if data is None:
         raise HTTPException(404, f"camera {name!r} has no recent frame {ident} (only the last few are kept)")

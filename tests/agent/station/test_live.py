@@ -190,3 +190,36 @@ def test_concurrent_updates_and_viewers() -> None:
         thread.join()
     assert errors == []
     assert board.seq("cam0") == 300
+
+
+def test_a_fast_line_announces_a_new_recent_frame_at_most_every_refresh_interval() -> None:
+    clock = FakeClock()
+    board = LiveBoard(recent=8, max_show_hz=4, clock=clock)
+    feed(board, frame_id=1)  # shown at once
+    feed(board, frame_id=2)  # newer than the shown frame: the line is running
+    first = board.state("cam0")
+    assert first is not None and first["newest_recent"] == board.recent("cam0")[0]["id"]
+    clock.now += 0.3
+    feed(board, frame_id=3)
+    feed(board, frame_id=4)
+    held = board.state("cam0")
+    assert held is not None and held["frame_id"] == 3 and held["newest_recent"] == first["newest_recent"]
+    clock.now += live.RECENT_REFRESH_S
+    feed(board, frame_id=5)
+    feed(board, frame_id=6)
+    later = board.state("cam0")
+    assert later is not None and later["newest_recent"] == board.recent("cam0")[0]["id"]
+
+
+def test_a_stopped_line_holds_no_recent_frame_back() -> None:
+    clock = FakeClock()
+    board = LiveBoard(recent=8, max_show_hz=4, clock=clock)
+    feed(board, frame_id=1)
+    board.state("cam0")
+    clock.now += 0.3
+    feed(board, frame_id=2)
+    feed(board, frame_id=3)  # the last frame: the line stops here
+    clock.now += 0.3  # the last frame becomes the shown one; nothing newer will come to carry the news
+    state = board.state("cam0")
+    assert state is not None and state["frame_id"] == 3
+    assert state["newest_recent"] == board.recent("cam0")[0]["id"]
