@@ -13,7 +13,7 @@ from agent.config.settings import Settings
 
 HEADER = """# Configuration reference
 
-Generated from the models in `agent/config/` by `edge-inspect check-config --reference` (a test keeps this file current).
+Generated from `agent/config/` by `edge-inspect check-config --reference` (a test keeps this file current).
 Set values in the YAML file, or with environment variables `EDGE_INSPECT_<SECTION>__<KEY>` (e.g.
 `EDGE_INSPECT_MQTT__PORT=1884`), which win over the file. Secrets can also come from files in
 `$CREDENTIALS_DIRECTORY`. Unknown keys are errors.
