@@ -57,5 +57,6 @@ def test_the_report_shows_the_golden_set_the_interval_the_rule_and_changed_verdi
 
 
 def test_outcomes_are_exit_codes_and_end_states() -> None:
-    assert [int(o) for o in Outcome] == [0, 1, 3, 4, 5, 6]
-    assert [run_state(o) for o in Outcome] == ["finished", "failed", "finished", "finished", "finished", "cancelled"]
+    assert [int(o) for o in Outcome] == [0, 1, 3, 4, 5, 6, 7]
+    assert [run_state(o) for o in Outcome] == ["finished", "failed", "finished", "finished", "finished", "cancelled",
+                                               "finished"]
