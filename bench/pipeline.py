@@ -13,13 +13,14 @@ by seconds summed over rounds, and the JSON keeps each round's rate too.
 
 With `--station-compare` it measures instead what the technician's station costs the line (issue 11: with the
 station on and one browser following the live view, >= 0.97 x the frames/s with it off, <= 60 MB RSS added). After
-one bare-detector run (it sets the camera's rate), the daemon runs `--rounds` windows with the station off and with it
-on, in alternating order, each a fresh `Daemon` in this process (frames/s, CPU by thread). With the station on, a
-technician logs in from `bench/station_client.py`, a browser-like client in a process of its own that makes the live
-page's requests (the live event stream, each announced frame JPEG, recent thumbnails). The RSS comes from
-`--rss-rounds` pairs of fresh processes (off, on): their RSS after warm-up, on minus off (both import the station's
-modules, as the daemon always does), plus what importing FastAPI, uvicorn and the station's routes costs, measured
-in a fresh interpreter.
+one bare-detector run (it sets the camera's rate), one daemon runs `--rounds` pairs of windows, its station stopped
+(off) and running (on) in alternating order, so that neighbouring windows share the load of the moment; the station
+is started by the daemon's own start-up step. In each on window a technician logs in from `bench/station_client.py`,
+a browser-like client in a process of its own that makes the live page's requests (the live event stream, each
+announced frame JPEG, recent thumbnails). Frames/s and CPU by thread come from these windows. The RSS comes from
+`--rss-rounds` pairs of fresh processes (station disabled, enabled): their RSS after warm-up, on minus off (both
+import the station's modules, as the daemon always does), plus what importing FastAPI, uvicorn and the station's
+routes cost, measured in a fresh interpreter.
 
     .venv/bin/python -m bench.pipeline --model models/demo          # 3 rounds x 10 s per side
     .venv/bin/python -m bench.pipeline --model models/demo --station-compare --rounds 10 --seconds 5
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -300,20 +302,10 @@ def warm_up(daemon: Daemon, seconds: float) -> None:
         daemon.step()
 
 
-def run_station_side(args: argparse.Namespace, side: str, setup: SideSetup) -> dict[str, Any]:
-    """One side of --station-compare: start the daemon (station off, or on with the client following it), warm
-    up, measure; frames/s, CPU by thread, RSS (only meaningful in a fresh process) and what the client received."""
-    password = secrets.token_urlsafe(16)
-    settings = make_settings(setup.state, args, setup.frames_dir, setup.broker_port, setup.camera_fps,
-                             station_section(password) if side == "on" else None)
-    daemon = Daemon(settings)
-    daemon.start()
-    client: ClientProcess | None = None
+def measure_side(daemon: Daemon, args: argparse.Namespace, side: str, client: ClientProcess | None) -> dict[str, Any]:
+    """Warm up, then one measuring window of the running daemon: frames/s, CPU by thread, RSS (meaningful only in a
+    fresh process) and what `client` received (it is finished here)."""
     try:
-        if side == "on":
-            if daemon.station is None:
-                raise RuntimeError("the station did not start (see the log)")
-            client = ClientProcess(daemon.station.url, password)
         warm_up(daemon, args.warmup)
         threads_before, cpu_before = thread_cpu_s(), process_cpu_s()
         window = measure_window(daemon, args.seconds)
@@ -322,12 +314,63 @@ def run_station_side(args: argparse.Namespace, side: str, setup: SideSetup) -> d
     finally:
         if client is not None:
             client.kill()
-        daemon.stop()
-        daemon.shutdown()
     result = {"side": side, "frames": window.frames, "seconds": round(window.seconds, 3),
               "capture_dropped": window.dropped, "rss_mb": round(statistics.median(window.rss_mb), 1),
               "rss_max_mb": round(max(window.rss_mb), 1), "process_cpu_s": round(cpu, 3), "thread_cpu_s": threads}
     return {**result, "client": client_rates(seen, window)} if seen is not None else result
+
+
+def station_daemon(args: argparse.Namespace, setup: SideSetup, password: str | None) -> Daemon:
+    """A started daemon on the setup's camera; with a password, its station is on with a technician who has it."""
+    station = station_section(password) if password is not None else None
+    daemon = Daemon(make_settings(setup.state, args, setup.frames_dir, setup.broker_port, setup.camera_fps, station))
+    daemon.start()
+    if password is not None and daemon.station is None:
+        daemon.shutdown()
+        raise RuntimeError("the station did not start (see the log)")
+    return daemon
+
+
+def run_station_windows(args: argparse.Namespace, setup: SideSetup) -> dict[str, list[dict[str, Any]]]:
+    """`rounds` pairs of windows of one running daemon, its station stopped (off) or running with the client
+    following it (on), in alternating order: neighbouring windows share the machine's load of the moment."""
+    password = secrets.token_urlsafe(16)
+    daemon = station_daemon(args, setup, password)
+    sides: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    try:
+        for index in range(args.rounds):
+            for side in alternating(index):
+                sides[side].append(station_window(daemon, args, side, password))
+    finally:
+        daemon.stop()
+        daemon.shutdown()
+    return sides
+
+
+def station_window(daemon: Daemon, args: argparse.Namespace, side: str, password: str) -> dict[str, Any]:
+    """Stop the station for an off window; for an on window start it as the daemon's start-up does (when it is
+    not running) and let a fresh client log in; then measure."""
+    if side == "off":
+        if daemon.station is not None:
+            daemon.station.stop()
+            daemon.station = None
+        return measure_side(daemon, args, side, None)
+    if daemon.station is None:
+        daemon._start_station()
+    assert daemon.station is not None, "the station did not start (see the log)"
+    return measure_side(daemon, args, side, ClientProcess(daemon.station.url, password))
+
+
+def run_station_side(args: argparse.Namespace, side: str, setup: SideSetup) -> dict[str, Any]:
+    """One side in this fresh process, for the RSS: the station disabled (off), or enabled with the client."""
+    password = secrets.token_urlsafe(16) if side == "on" else None
+    daemon = station_daemon(args, setup, password)
+    try:
+        client = ClientProcess(daemon.station.url, password) if daemon.station and password else None
+        return measure_side(daemon, args, side, client)
+    finally:
+        daemon.stop()
+        daemon.shutdown()
 
 
 def cpu_used_since(before: dict[str, float]) -> dict[str, float]:
@@ -428,9 +471,9 @@ def run_all(args: argparse.Namespace, tmp: Path, broker: Broker) -> dict[str, ob
 
 
 def run_station_compare(args: argparse.Namespace, tmp: Path, broker: Broker) -> dict[str, Any]:
-    """The bare detector once (it sets the camera's rate, as in the format comparison); then `rounds` windows of the
-    line with the station off and on in this process, in alternating order so that neither always goes first and
-    drifting load hits both alike; then `rss_rounds` pairs of fresh processes for the RSS."""
+    """The bare detector once (it sets the camera's rate, as in the format comparison); then `rounds` pairs of
+    windows of one daemon with its station stopped and running, in alternating order; then `rss_rounds` pairs of
+    fresh processes (station disabled, enabled) for the RSS."""
     camera = CameraFrames.synthetic(args.frames, args.size)
     folder = camera.write(tmp / f"frames-{args.station_format}", args.station_format)
     settings = make_settings(tmp, args, tmp / "unused", broker.port)
@@ -438,11 +481,7 @@ def run_station_compare(args: argparse.Namespace, tmp: Path, broker: Broker) -> 
     time_bare_detector(detector_from_settings(settings, choose_model(settings)), camera.pixels, args.batch,
                        args.seconds, bare)
     camera_fps = OVERSUPPLY * bare.fps
-    sides: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-    for index in range(args.rounds):
-        for side in alternating(index):
-            setup = SideSetup(tmp / f"station-{side}-{index}", folder, camera_fps, broker.port)
-            sides[side].append(run_station_side(args, side, setup))
+    sides = run_station_windows(args, SideSetup(tmp / "station", folder, camera_fps, broker.port))
     fresh: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for index in range(args.rss_rounds):
         for side in alternating(index):
@@ -482,18 +521,22 @@ def client_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "jpegs_per_s": round(sum(c["jpegs"] for c in clients) / seconds, 3),
             "thumbnails_per_s": round(sum(c["thumbnails"] for c in clients) / seconds, 3),
             "mean_jpeg_kb": round(statistics.mean(c["mean_jpeg_kb"] for c in clients if c["mean_jpeg_kb"]), 1),
-            "client_cpu_s_per_s": round(sum(c["client_cpu_s"] for c in clients) / seconds, 4),
+            # each client process's CPU over its whole life: interpreter start-up, login, warm-up and window
+            "client_process_cpu_s_mean": round(statistics.mean(c["client_cpu_s"] for c in clients), 3),
             "errors": dict(errors)}
 
 
 def ratio_summary(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
-    """On over off: of the summed rates (the figure), and per round with its spread, to judge the noise."""
+    """On over off: of the summed rates (the figure), and per round (median; geometric mean with the standard error
+    of its log, as a factor) to judge the noise: a load burst in one window makes one ratio huge or tiny."""
     per_round = [a / b for a, b in zip(on["fps_per_round"], off["fps_per_round"], strict=True)]
-    spread = statistics.stdev(per_round) if len(per_round) > 1 else 0.0
+    logs = [math.log(r) for r in per_round]
+    stderr = statistics.stdev(logs) / len(logs) ** 0.5 if len(logs) > 1 else 0.0
     return {"ratio_on_off": round(on["fps"] / off["fps"], 3),
             "ratio_on_off_per_round": [round(r, 3) for r in per_round],
-            "ratio_per_round_mean": round(statistics.mean(per_round), 3),
-            "ratio_per_round_stderr": round(spread / len(per_round) ** 0.5, 3)}
+            "ratio_per_round_median": round(statistics.median(per_round), 3),
+            "ratio_per_round_geomean": round(math.exp(statistics.mean(logs)), 3),
+            "ratio_per_round_geomean_stderr_factor": round(math.exp(stderr), 3)}
 
 
 def rss_summary(fresh: dict[str, list[dict[str, Any]]], imports: dict[str, Any]) -> dict[str, Any]:
@@ -516,7 +559,8 @@ def summarise_station(sides: dict[str, list[dict[str, Any]]], fresh: dict[str, l
     client = client_summary(sides["on"])
     ratios, rss = ratio_summary(off, on), rss_summary(fresh, imports)
     print(f"station off {off['fps']:.2f} frames/s | on {on['fps']:.2f} | ratio {ratios['ratio_on_off']:.3f} "
-          f"(per round {ratios['ratio_per_round_mean']:.3f} +- {ratios['ratio_per_round_stderr']:.3f}; goal >= "
+          f"(per round: median {ratios['ratio_per_round_median']:.3f}, geometric mean "
+          f"{ratios['ratio_per_round_geomean']:.3f} x/ {ratios['ratio_per_round_geomean_stderr_factor']:.3f}; goal >= "
           f"{STATION_GOAL_RATIO}) | client {client['updates_per_s']:.2f} updates/s, {client['jpegs_per_s']:.2f} JPEG/s")
     print(f"station RSS: running {rss['running_added_mb']:+.1f} MB + imports {rss['import_added_mb']:.1f} MB "
           f"= {rss['total_added_mb']:.1f} MB (goal <= {STATION_GOAL_RSS_MB:.0f})")
