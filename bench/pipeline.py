@@ -23,7 +23,7 @@ import the station's modules, as the daemon always does), plus what importing Fa
 routes cost, measured in a fresh interpreter.
 
     .venv/bin/python -m bench.pipeline --model models/demo          # 3 rounds x 10 s per side
-    .venv/bin/python -m bench.pipeline --model models/demo --station-compare --rounds 10 --seconds 5
+    .venv/bin/python -m bench.pipeline --model models/demo --station-compare --rounds 12 --seconds 4
 """
 
 from __future__ import annotations
@@ -176,6 +176,13 @@ def thread_cpu_s() -> dict[str, float]:
     return used
 
 
+def main_thread_waits() -> int:
+    """How often the main (inference) thread has blocked so far: its voluntary context switches (waits for the GIL,
+    for frames, for locks). A station that makes it wait for the GIL more often shows here."""
+    status = Path(f"/proc/self/task/{threading.main_thread().native_id}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")))
+
+
 def process_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -307,16 +314,18 @@ def measure_side(daemon: Daemon, args: argparse.Namespace, side: str, client: Cl
     fresh process) and what `client` received (it is finished here)."""
     try:
         warm_up(daemon, args.warmup)
-        threads_before, cpu_before = thread_cpu_s(), process_cpu_s()
+        threads_before, cpu_before, waits_before = thread_cpu_s(), process_cpu_s(), main_thread_waits()
         window = measure_window(daemon, args.seconds)
         threads, cpu = cpu_used_since(threads_before), process_cpu_s() - cpu_before
+        waits = main_thread_waits() - waits_before
         seen = client.finish() if client is not None else None
     finally:
         if client is not None:
             client.kill()
     result = {"side": side, "frames": window.frames, "seconds": round(window.seconds, 3),
               "capture_dropped": window.dropped, "rss_mb": round(statistics.median(window.rss_mb), 1),
-              "rss_max_mb": round(max(window.rss_mb), 1), "process_cpu_s": round(cpu, 3), "thread_cpu_s": threads}
+              "rss_max_mb": round(max(window.rss_mb), 1), "process_cpu_s": round(cpu, 3), "thread_cpu_s": threads,
+              "inference_thread_waits": waits}
     return {**result, "client": client_rates(seen, window)} if seen is not None else result
 
 
@@ -507,6 +516,7 @@ def side_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "capture_dropped": sum(r["capture_dropped"] for r in results),
             "fps_per_round": [round(r["frames"] / r["seconds"], 3) for r in results],
             "process_cpu_s_per_s": round(sum(r["process_cpu_s"] for r in results) / seconds, 3),
+            "inference_thread_waits_per_s": round(sum(r["inference_thread_waits"] for r in results) / seconds, 1),
             "station_cpu_s_per_s": round(sum(threads[name] for name in STATION_THREADS) / seconds, 4),
             "thread_cpu_s_per_s": {name: round(used / seconds, 4) for name, used in threads.most_common()}}
 
