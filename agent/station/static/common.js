@@ -27,3 +27,17 @@ export function toast(text, kind = "info", { infoMs = 3000, errorMs = 8000 } = {
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => { box.hidden = true; }, kind === "error" ? errorMs : infoMs);
 }
+
+// Fills `state.csrf` and the header's user from /api/me, and wires the header's Log out button (the session ends on
+// the server even when the page is about to leave).
+export async function signIn(api, state) {
+  const me = await api("/api/me");
+  state.csrf = me.csrf_token;
+  $("user").textContent = `${me.user} (${me.role})`;
+  $("logout").addEventListener("click", async () => {
+    await fetch("/api/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": state.csrf } })
+      .catch(() => null);
+    window.location.assign("/login");
+  });
+  return me;
+}

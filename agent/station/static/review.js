@@ -1,7 +1,7 @@
 // Review page: the learning queue in the API's order (most unsure first), one frame at a time in the box editor.
 // A decision is saved to the API (Space / N / X) and the next frame opens; unsaved edits of a frame are kept while
 // moving between frames. The body's data-entry and data-busy attributes say what is shown (tests wait on them).
-import { $, apiClient, toast as showToast } from "./common.js";
+import { $, apiClient, signIn, toast as showToast } from "./common.js";
 import { BoxEditor, PALETTE } from "./editor.js";
 
 const state = { items: [], index: 0, entry: null, drafts: new Map(), csrf: null, busy: false };
@@ -300,16 +300,10 @@ function wire() {
     event.target.blur();
     loadList().catch((err) => toast(`Could not load the list: ${err.message}`, "error"));
   });
-  $("logout").addEventListener("click", async () => {
-    await fetch("/api/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": state.csrf } });
-    window.location.assign("/login");
-  });
 }
 
 async function start() {
-  const me = await api("/api/me");
-  state.csrf = me.csrf_token;
-  $("user").textContent = `${me.user} (${me.role})`;
+  await signIn(api, state);
   wire();
   await Promise.all([loadList(), refreshSummary()]);
 }

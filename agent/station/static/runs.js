@@ -1,7 +1,7 @@
 // Recalibration page: start a run and watch it (polling its progress once a second), read its report, promote,
 // override or roll back, and see every stored model version. The body's data-run / data-state / data-outcome
 // attributes say what is shown (tests wait on them).
-import { $, apiClient, toast } from "./common.js";
+import { $, apiClient, signIn, toast } from "./common.js";
 
 const STAGES = ["snapshot", "replay", "train", "evaluate", "thresholds", "gate", "promote", "notify", "report"];
 const POLL_RUNNING_MS = 1000;
@@ -374,16 +374,8 @@ function bindActions() {
   });
 }
 
-async function logout() {
-  await fetch("/api/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": state.csrf } });
-  window.location.assign("/login");
-}
-
 async function start() {
-  const me = await api("/api/me");
-  state.csrf = me.csrf_token;
-  $("user").textContent = `${me.user} (${me.role})`;
-  $("logout").addEventListener("click", () => logout().catch(() => window.location.assign("/login")));
+  await signIn(api, state);
   bindActions();
   await refresh();
   await loadModels();
