@@ -3,7 +3,8 @@
 It makes the requests `agent/station/static/live.js` makes a browser make: log in (POST /api/login), GET /api/me and
 /api/cameras, open /api/live (server-sent events) and, per camera, fetch each announced frame
 (`frame.jpg?seq=N`) one request at a time: once a picture has loaded, the newest one announced meanwhile. When a
-camera's newest fail/uncertain frame changes it GETs the camera's recent list and each thumbnail not fetched before.
+camera's newest fail/uncertain frame changes it GETs the camera's recent list (its thumbnails come inline, as data:
+URIs; a list without them, from an older station, makes it fetch each thumbnail not fetched before).
 It does not decode or draw the JPEGs (a browser would, in its own process).
 
 It runs in a process of its own, as a browser does, so it never takes the daemon's GIL:
@@ -165,10 +166,14 @@ class LiveClient:
                 self.fetch_recent(name, card)
 
     def fetch_recent(self, name: str, card: CameraCard) -> None:
-        """The recent list, then each thumbnail the page does not hold yet."""
+        """The recent list, then each thumbnail the page does not hold yet and the list did not carry inline."""
         listing = self.get_json(f"/api/cameras/{quote(name)}/recent")
         for frame in listing["frames"]:
-            if frame["id"] not in card.thumbs:
+            if frame.get("thumbnail"):
+                if frame["id"] not in card.thumbs:
+                    self.tallies.thumbs.append(time.monotonic())  # counted as shown, no request needed
+                card.thumbs.add(frame["id"])
+            elif frame["id"] not in card.thumbs:
                 status, _, _ = self.request("GET", frame["image"])
                 if status == 200:
                     self.tallies.thumbs.append(time.monotonic())

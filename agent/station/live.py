@@ -10,6 +10,7 @@ afterwards (the pipeline never does: frames are immutable once captured).
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections import deque
@@ -31,6 +32,7 @@ FPS_WINDOW = 64  # inspected-frame timestamps kept per camera to measure its rat
 FPS_STALE_S = 5.0  # no frame for this long: the camera's rate reads 0
 SHOWN_KEPT = 3  # the last shown frames stay fetchable by seq, so a page gets the frame its text describes
 MAX_WIDTH = 1280  # wider frames are scaled down for the browser
+THUMB_WIDTH = 240  # recent frames travel inside the recent list at this width (one request for the whole strip)
 JPEG_QUALITY = 80
 RECENT_VERDICTS = ("fail", "uncertain")
 # On a fast line the newest recent frame the page is told about changes at most this often: each change makes the
@@ -49,6 +51,7 @@ class _Shot:
     detections: Detections
     image: Image | None
     jpeg: bytes | None = None
+    thumbnail: str | None = None  # a data: URI, made on first use
 
     def describe(self) -> dict[str, Any]:
         return {"frame_id": self.frame_id, "captured_at": rfc3339_utc(self.captured_at), "verdict": self.verdict,
@@ -140,12 +143,19 @@ class LiveBoard:
             shot = next((s for n, s in cam.shown if n == seq), cam.shown[-1][1])
         return self._encoded(cam, shot)
 
-    def recent(self, camera: str) -> list[dict[str, Any]]:
-        """The camera's last fail/uncertain frames, newest first, without pixels."""
+    def recent(self, camera: str, thumbnails: bool = False) -> list[dict[str, Any]]:
+        """The camera's last fail/uncertain frames, newest first; with `thumbnails`, each carries a small JPEG
+        with its boxes as a data: URI (the page then needs one request for the whole strip, not one per frame)."""
         with self._lock:
             cam = self._cameras.get(camera)
             items = list(cam.recent) if cam is not None else []
-        return [{"id": ident, **shot.describe()} for ident, shot in reversed(items)]
+        views = []
+        for ident, shot in reversed(items):
+            view = {"id": ident, **shot.describe()}
+            if thumbnails and cam is not None:
+                view["thumbnail"] = self._thumbnail(cam, shot)
+            views.append(view)
+        return views
 
     def recent_jpeg(self, camera: str, ident: int) -> bytes | None:
         """One recent frame with its boxes drawn, as JPEG."""
@@ -181,6 +191,18 @@ class LiveBoard:
                 shot.image = None
             return shot.jpeg
 
+    @staticmethod
+    def _thumbnail(cam: _Camera, shot: _Shot) -> str | None:
+        """The shot's thumbnail as a data: URI, encoded once; from the full JPEG when the raw image is gone."""
+        with cam.encode_lock:
+            if shot.thumbnail is None:
+                image = shot.image if shot.image is not None else decoded(shot.jpeg)
+                if image is None:
+                    return None
+                data = encode_annotated(image, shot.detections if shot.image is not None else None, THUMB_WIDTH)
+                shot.thumbnail = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+            return shot.thumbnail
+
     def _fps(self, arrivals: deque[float]) -> float:
         if len(arrivals) < 2 or self._clock() - arrivals[-1] > FPS_STALE_S:
             return 0.0
@@ -188,14 +210,22 @@ class LiveBoard:
         return (len(arrivals) - 1) / span if span > 0 else 0.0
 
 
-def encode_annotated(image: Image, detections: Detections) -> bytes:
-    """`image` with `detections` drawn, scaled to at most MAX_WIDTH wide, as JPEG bytes."""
-    drawn = draw_detections(image, detections)
+def encode_annotated(image: Image, detections: Detections | None, max_width: int = MAX_WIDTH) -> bytes:
+    """`image` with `detections` drawn (None: already drawn), scaled to at most `max_width` wide, as JPEG bytes."""
+    drawn = draw_detections(image, detections) if detections is not None else image
     height, width = drawn.shape[:2]
-    if width > MAX_WIDTH:
-        drawn = np.asarray(cv2.resize(drawn, (MAX_WIDTH, round(height * MAX_WIDTH / width)),
+    if width > max_width:
+        drawn = np.asarray(cv2.resize(drawn, (max_width, max(1, round(height * max_width / width))),
                                       interpolation=cv2.INTER_AREA), dtype=np.uint8)
     ok, data = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ValueError(f"could not encode a {width}x{height} frame as JPEG")
     return data.tobytes()
+
+
+def decoded(jpeg: bytes | None) -> Image | None:
+    """A JPEG back to pixels (boxes already drawn in), None when there is none or it does not decode."""
+    if jpeg is None:
+        return None
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return None if image is None else np.asarray(image, dtype=np.uint8)

@@ -63,8 +63,9 @@ def frame_jpeg(name: str = Depends(known_camera), seq: int | None = Query(defaul
 
 @live.get("/cameras/{name}/recent")
 def recent(name: str = Depends(known_camera), ctx: StationContext = Depends(station)) -> dict[str, Any]:
-    """The camera's last fail/uncertain frames, newest first; each image is at recent/{id}.jpg."""
-    items = ctx.board.recent(name)
+    """The camera's last fail/uncertain frames, newest first, each with its thumbnail inline (a data: URI) and its
+    full-size picture at recent/{id}.jpg."""
+    items = ctx.board.recent(name, thumbnails=True)
     for item in items:
         item["image"] = f"/api/cameras/{name}/recent/{item['id']}.jpg"
     return {"camera": name, "frames": items}

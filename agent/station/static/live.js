@@ -108,12 +108,17 @@ function recentThumb(frame) {
   figure.className = "thumb";
   figure.dataset.verdict = frame.verdict;
   const img = document.createElement("img");
-  img.src = frame.image;
+  img.src = frame.thumbnail || frame.image;  // the thumbnail comes inline with the list: no request per frame
   img.alt = `${frame.verdict} frame ${frame.frame_id}`;
+  const link = document.createElement("a");  // the full-size picture, on demand
+  link.href = frame.image;
+  link.target = "_blank";
+  link.rel = "noopener";
+  link.append(img);
   const caption = document.createElement("figcaption");
   const labels = frame.boxes.map((b) => b.label).join(", ") || "no boxes";
   caption.textContent = `${frame.verdict} · #${frame.frame_id} · ${labels}`;
-  figure.append(img, caption);
+  figure.append(link, caption);
   return figure;
 }
 
@@ -121,7 +126,7 @@ async function refreshRecent(name) {
   const data = await getJson(`/api/cameras/${encodeURIComponent(name)}/recent`);
   const card = cards.get(name);
   if (!data.frames.length) return;
-  const old = card.thumbs || new Map();  // frame id -> figure: a thumbnail already shown is not fetched again
+  const old = card.thumbs || new Map();  // frame id -> figure: a thumbnail already shown is reused as it is
   card.thumbs = new Map(data.frames.map((f) => [f.id, old.get(f.id) || recentThumb(f)]));
   card.root.querySelector(".recent").replaceChildren(...card.thumbs.values());
 }

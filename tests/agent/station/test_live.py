@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from datetime import datetime, timezone
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from agent.station import live
-from agent.station.live import MAX_WIDTH, LiveBoard, encode_annotated
+from agent.station.live import MAX_WIDTH, THUMB_WIDTH, LiveBoard, encode_annotated
 from tests.agent.station.conftest import detections, feed
 
 
@@ -156,6 +157,27 @@ def test_a_recent_frame_is_encoded_once_then_the_raw_image_is_let_go(monkeypatch
     assert board.recent_jpeg("cam0", ident) == data and len(calls) == 1
     shot = board._cameras["cam0"].recent[0][1]
     assert shot.image is None
+
+
+def test_recent_frames_carry_a_small_thumbnail_inline_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_encodes(monkeypatch)
+    board = LiveBoard(recent=2)
+    feed(board, verdict="fail")
+    first = board.recent("cam0", thumbnails=True)[0]["thumbnail"]
+    assert first.startswith("data:image/jpeg;base64,")
+    thumb = cv2.imdecode(np.frombuffer(base64.b64decode(first.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert thumb is not None and thumb.shape[1] <= THUMB_WIDTH
+    assert board.recent("cam0", thumbnails=True)[0]["thumbnail"] == first and len(calls) == 1
+    assert "thumbnail" not in board.recent("cam0")[0]  # only when asked (the list alone stays cheap)
+
+
+def test_a_thumbnail_is_made_from_the_full_jpeg_once_the_raw_image_is_gone() -> None:
+    board = LiveBoard(recent=2)
+    feed(board, verdict="fail")
+    ident = board.recent("cam0")[0]["id"]
+    assert board.recent_jpeg("cam0", ident) is not None  # encodes the full picture and lets the raw image go
+    thumbnail = board.recent("cam0", thumbnails=True)[0]["thumbnail"]
+    assert thumbnail is not None and thumbnail.startswith("data:image/jpeg;base64,")
 
 
 def test_no_recent_frames_when_disabled() -> None:

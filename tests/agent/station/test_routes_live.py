@@ -54,6 +54,7 @@ def test_recent_frames_with_their_images(station: Station) -> None:
         feed(station.board, verdict=verdict, frame_id=i)
     frames = station.client.get("/api/cameras/cam0/recent").json()["frames"]
     assert [(f["frame_id"], f["verdict"]) for f in frames] == [(2, "uncertain"), (0, "fail")]
+    assert all(f["thumbnail"].startswith("data:image/jpeg;base64,") for f in frames)  # the strip in one request
     image = station.client.get(frames[0]["image"])
     assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
     assert station.client.get("/api/cameras/cam0/recent/999.jpg").status_code == 404
