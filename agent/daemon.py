@@ -10,15 +10,13 @@ and inference never waits for an outbox fsync (the results stage does, at most `
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -44,13 +42,15 @@ from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import Outbox, OutboxError, OutboxFull
 from agent.publish.result import build_result
 from agent.reload import ReloadPlan, Scope, plan_reload
+from agent.runs import write_recalibration_request
 from agent.stage import Stage
 from agent.statedir import StateDir
 from agent.station.backend import CallbackBackend, CameraInfo
-from agent.station.hosting import start_station
 from agent.station.live import LiveBoard
-from agent.station.server import StationServer
 from agent.store.files import StoreError
+
+if TYPE_CHECKING:  # the server stack is imported only when the station is enabled
+    from agent.station.server import StationServer
 
 log = structlog.get_logger("agent.daemon")
 
@@ -150,6 +150,10 @@ class Daemon:
         self.watchdog.start()
 
     def _start_station(self) -> None:
+        if not self.settings.station.enabled:
+            return  # so FastAPI and uvicorn (~10 MB) are never imported
+        from agent.station.hosting import start_station
+
         state = StateDir(self.settings.state_dir)
         backend = CallbackBackend(
             self.readiness, self.camera_infos, lambda: self.detector.version,
@@ -360,11 +364,7 @@ class Daemon:
 
     def cmd_recalibrate(self, cmd: RecalibrateCommand) -> dict[str, Any]:
         """Leave a request file for the recalibration unit (systemd .path) and announce it."""
-        path = StateDir(self.settings.state_dir).recalibrate_request
-        request = {"reason": cmd.reason, "requested_at": datetime.now(timezone.utc).isoformat(), "via": "mqtt"}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(request))
-        tmp.replace(path)
+        path = write_recalibration_request(StateDir(self.settings.state_dir).recalibrate_request, cmd.reason, "mqtt")
         self.publisher.publish_event("recalibration_requested", reason=cmd.reason)
         return {"queued": True, "request": str(path)}
 

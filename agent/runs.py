@@ -81,3 +81,12 @@ def run_dirs(recalibration_dir: Path) -> list[Path]:
     if not recalibration_dir.is_dir():
         return []
     return sorted((p for p in recalibration_dir.iterdir() if p.is_dir() and RUN_ID.match(p.name)), reverse=True)
+
+
+def write_recalibration_request(path: Path, reason: str | None, via: str) -> Path:
+    """The request file the recalibration unit's systemd .path watches (written whole, then renamed into place)."""
+    request = {"reason": reason, "requested_at": datetime.now(timezone.utc).isoformat(), "via": via}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(request))
+    tmp.replace(path)
+    return path

@@ -7,6 +7,8 @@ because delivery is at least once.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -161,3 +163,10 @@ def wait_until(check, timeout_s: float, what: str, log) -> None:
             return
         time.sleep(0.3)
     raise AssertionError(f"no {what} within {timeout_s} s\n{log()}")
+
+
+def test_a_daemon_with_the_station_disabled_never_imports_the_web_server_stack() -> None:
+    # ~10 MB of FastAPI/uvicorn the line would pay for nothing (docs/performance.md, "Station on vs off")
+    code = "import sys, agent.daemon; print(sorted({'fastapi', 'uvicorn', 'starlette'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from agent.runs import RunProgress, new_run_id, read_progress, read_report, run_dirs, write_progress
+from agent.runs import (
+    RunProgress,
+    new_run_id,
+    read_progress,
+    read_report,
+    run_dirs,
+    write_progress,
+    write_recalibration_request,
+)
 
 
 def test_progress_round_trips_and_records_when_it_was_written(tmp_path: Path) -> None:
@@ -29,3 +38,11 @@ def test_run_folders_are_listed_newest_first_and_strangers_ignored(tmp_path: Pat
         (tmp_path / name).mkdir()
     assert [p.name for p in run_dirs(tmp_path)] == [newer, older]
     assert run_dirs(tmp_path / "absent") == []
+
+
+def test_a_recalibration_request_is_one_whole_json_file_for_the_systemd_path_unit(tmp_path: Path) -> None:
+    path = write_recalibration_request(tmp_path / "recalibrate.request", "new batch", "mqtt")
+    request = json.loads(path.read_text())
+    assert (request["reason"], request["via"]) == ("new batch", "mqtt")
+    assert datetime.fromisoformat(request["requested_at"]).tzinfo is not None
+    assert [p.name for p in tmp_path.iterdir()] == ["recalibrate.request"]  # no temporary file left behind
