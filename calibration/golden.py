@@ -74,9 +74,10 @@ def _queue_golden(state_dir: Path, class_names: tuple[str, ...], images: Path, q
 
 def _external_golden(path: Path, class_names: tuple[str, ...], images: Path) -> list[Sample]:
     """The external golden set's samples in the model's class order, their images copied as `xNNNNN_<name>`."""
-    from finetune.data import read_dataset
+    from finetune.data import ReadOptions, read_dataset
 
-    dataset = read_dataset("jsonl", Path(path))
+    # without classes.txt the labels name the classes; each is checked against the model's own list below
+    dataset = read_dataset("jsonl", Path(path), ReadOptions(discover_classes=True))
     unknown = [name for name in dataset.class_names if name not in class_names]
     if unknown:
         raise RunError(f"golden set {path}: class(es) {unknown} are unknown to the model ({list(class_names)})")

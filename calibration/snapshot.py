@@ -81,10 +81,11 @@ def replay_sample(path: Path | None, count: int, seed: int, class_names: tuple[s
     """Up to `count` random samples of earlier training data (Florence JSONL), so the adapter does not forget."""
     if path is None or count <= 0:
         return []
-    from finetune.data import read_dataset
+    from finetune.data import ReadOptions, read_dataset
     from finetune.train.batches import align_classes
 
-    dataset = read_dataset("jsonl", Path(path))
+    # without classes.txt the labels name the classes; each is checked against the model's own list below
+    dataset = read_dataset("jsonl", Path(path), ReadOptions(discover_classes=True))
     chosen = random.Random(seed).sample(range(len(dataset.samples)), min(count, len(dataset.samples)))
     subset = Dataset(dataset.class_names, [dataset.samples[i] for i in sorted(chosen)])
     return align_classes(subset, class_names, f"replay data {path}")

@@ -42,6 +42,9 @@ def export_entries(entries: Sequence[QueueEntry], out: Path, format: ExportForma
     labelled = [(entry, export_boxes(entry, min_score)) for entry in chosen]
     text = coco_text(labelled) if format == "coco" else jsonl_text(labelled)
     write_atomically(target, text.encode("utf-8"))
+    if format == "jsonl":  # JSONL names no classes: readers take their order from classes.txt beside it
+        names = "".join(f"{name}\n" for name in _categories(boxes for _, boxes in labelled))
+        write_atomically(target.parent / "classes.txt", names.encode("utf-8"))
     return target
 
 

@@ -1,14 +1,16 @@
 """Detection data sets: one model (`Dataset` of `Sample`s), readers/writers per format, validation, conversion.
 
 Formats: Florence JSONL (`jsonl.py`), COCO (`coco.py`), Pascal VOC (`voc.py`), YOLO (`yolo.py`), DeepPCB
-(`deeppcb.py`, read only); `convert.py` dispatches by format name; `synth.py` writes synthetic sets.
+(`deeppcb.py`, read only); `validate.py` checks what they parse (every image decoded); `convert.py` dispatches by
+format name; `report.py` summarises and lists problems (`data validate`); `split.py` makes stratified splits;
+`layouts.py` is the folder-layout help; `synth.py` writes synthetic sets. See docs/data.md.
 """
 
 from finetune.data.convert import ReadOptions, convert, read_dataset, write_dataset
 from finetune.data.dataset import Dataset, Sample
-from finetune.data.issues import AnnotationError, AnnotationIssue
+from finetune.data.issues import AnnotationError, AnnotationIssue, IssueKind
 
 __all__ = [
-    "AnnotationError", "AnnotationIssue", "Dataset", "ReadOptions", "Sample", "convert", "read_dataset",
+    "AnnotationError", "AnnotationIssue", "Dataset", "IssueKind", "ReadOptions", "Sample", "convert", "read_dataset",
     "write_dataset",
 ]

@@ -1,8 +1,9 @@
 """COCO instances JSON: `annotations.json` + `images/` (bbox = [x, y, width, height] in pixels).
 
 Reading accepts the JSON file itself or a folder holding `annotations.json` (or exactly one other `*.json`);
-`file_name` is looked up under `images/` beside the JSON, then beside the JSON itself. Class order follows the
-category ids. Problems are located by JSON path (`annotations[3] (id 17)`), since COCO files are often one line.
+`file_name` is looked up under `images/` (any case) beside the JSON, then beside the JSON itself. Class order
+follows the category ids; an image listed without annotations is a defect-free frame. Problems are located by
+JSON path (`annotations[3] (id 17)`), since COCO files are often one line.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from finetune.data.dataset import Dataset, Progress, no_progress
-from finetune.data.files import copy_images, prepare_output_dir
-from finetune.data.issues import AnnotationError, AnnotationIssue, IssueLog, Location
-from finetune.data.validate import RawBox, RawSample, assemble
+from finetune.data.files import copy_images, find_subdir, prepare_output_dir
+from finetune.data.issues import AnnotationError, AnnotationIssue, IssueKind, IssueLog, Location
+from finetune.data.validate import RawBox, RawSample, build_dataset
 
 ANNOTATIONS = "annotations.json"
 
@@ -28,8 +29,7 @@ def read_coco(src: Path, skip_invalid: bool = False, progress: Progress = no_pro
     raws = _images(document.get("images"), path, log)
     _attach_annotations(document.get("annotations"), raws, categories, path, log)
     class_names = tuple(categories[key] for key in sorted(categories))
-    samples = assemble(list(raws.values()), class_names, log, progress)
-    return Dataset(class_names, samples, skipped=log.finish(skip_invalid))
+    return build_dataset(list(raws.values()), class_names, log, skip_invalid, progress)
 
 
 def _find_json(src: Path) -> Path:
@@ -50,16 +50,16 @@ def _load_json(path: Path) -> dict[str, Any]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         message = f"malformed JSON: {error.msg} at column {error.colno}"
-        raise AnnotationError([AnnotationIssue(Location(path, error.lineno), message)]) from error
+        raise AnnotationError([AnnotationIssue(Location(path, error.lineno), message, IssueKind.MALFORMED)]) from error
     if not isinstance(document, dict):
         message = "top level is not a JSON object with 'images', 'annotations', 'categories'"
-        raise AnnotationError([AnnotationIssue(Location(path), message)])
+        raise AnnotationError([AnnotationIssue(Location(path), message, IssueKind.MALFORMED)])
     return document
 
 
 def _entries(value: Any, key: str, path: Path, log: IssueLog) -> list[Any]:
     if not isinstance(value, list):
-        log.add(Location(path, where=key), f"'{key}' is missing or not a list")
+        log.add(Location(path, where=key), f"'{key}' is missing or not a list", IssueKind.MALFORMED)
         return []
     return value
 
@@ -73,9 +73,9 @@ def _categories(value: Any, path: Path, log: IssueLog) -> dict[int, str]:
     for i, entry in enumerate(_entries(value, "categories", path, log)):
         location = Location(path, where=f"categories[{i}]")
         if not _has_fields(entry, id=int, name=str):
-            log.add(location, f"category needs an integer 'id' and a string 'name', got {entry!r}")
+            log.add(location, f"category needs an integer 'id' and a string 'name', got {entry!r}", IssueKind.MALFORMED)
         elif entry["id"] in categories or entry["name"] in categories.values():
-            log.add(location, f"duplicate category id {entry['id']} or name {entry['name']!r}")
+            log.add(location, f"duplicate category id {entry['id']} or name {entry['name']!r}", IssueKind.DUPLICATE)
         else:
             categories[entry["id"]] = entry["name"]
     return categories
@@ -83,16 +83,18 @@ def _categories(value: Any, path: Path, log: IssueLog) -> dict[int, str]:
 
 def _images(value: Any, path: Path, log: IssueLog) -> dict[int, RawSample]:
     raws: dict[int, RawSample] = {}
+    folder = _images_folder(path)
     for i, entry in enumerate(_entries(value, "images", path, log)):
         location = Location(path, where=f"images[{i}]")
         if not _has_fields(entry, id=int, file_name=str):
-            log.add(location, f"image needs an integer 'id' and a string 'file_name', got {entry!r}")
+            log.add(location, f"image needs an integer 'id' and a string 'file_name', got {entry!r}",
+                    IssueKind.MALFORMED)
             continue
         if entry["id"] in raws:
-            log.add(location, f"duplicate image id {entry['id']}")
+            log.add(location, f"duplicate image id {entry['id']}", IssueKind.DUPLICATE)
             continue
         location = Location(path, where=f"images[{i}] (id {entry['id']})")
-        raw = RawSample(_image_path(path, entry["file_name"]), location)
+        raw = RawSample(_image_path(path, folder, entry["file_name"]), location)
         width, height = entry.get("width"), entry.get("height")
         if isinstance(width, int) and isinstance(height, int):
             raw.declared_size = (width, height)
@@ -100,9 +102,17 @@ def _images(value: Any, path: Path, log: IssueLog) -> dict[int, RawSample]:
     return raws
 
 
-def _image_path(json_path: Path, file_name: str) -> Path:
-    under_images = json_path.parent / "images" / file_name
-    return under_images if under_images.exists() else json_path.parent / file_name
+def _images_folder(json_path: Path) -> Path | None:
+    """`images/` (any case) beside the JSON, if there is one."""
+    try:
+        return find_subdir(json_path.parent, ("images",), "COCO set")
+    except FileNotFoundError:
+        return None
+
+
+def _image_path(json_path: Path, images_folder: Path | None, file_name: str) -> Path:
+    under_images = images_folder / file_name if images_folder is not None else None
+    return under_images if under_images is not None and under_images.exists() else json_path.parent / file_name
 
 
 def _attach_annotations(
@@ -113,17 +123,18 @@ def _attach_annotations(
         location = Location(path, where=f"annotations[{i}] (id {ident})")
         if not isinstance(entry, dict) or not isinstance(entry.get("image_id"), int) or entry["image_id"] not in raws:
             image_id = entry.get("image_id") if isinstance(entry, dict) else None
-            log.add(location, f"image_id {image_id!r} is not in 'images'")
+            log.add(location, f"image_id {image_id!r} is not in 'images'", IssueKind.ORPHAN)
             continue
         raw = raws[entry["image_id"]]
         bbox = entry.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
-            raw.problem(location, f"'bbox' must be [x, y, width, height] numbers, got {bbox!r}")
+            raw.box_problem(location, f"'bbox' must be [x, y, width, height] numbers, got {bbox!r}")
             continue
         category = entry.get("category_id")
         label = categories.get(category) if isinstance(category, int) else None
         if label is None:
-            raw.problem(location, f"unknown class: category_id {category!r} is not in 'categories'")
+            raw.box_problem(location, f"unknown class: category_id {category!r} is not in 'categories'",
+                            IssueKind.UNKNOWN_CLASS)
             continue
         x, y, w, h = (float(v) for v in bbox)
         raw.boxes.append(RawBox(label, (x, y, x + w, y + h), location))

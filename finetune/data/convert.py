@@ -24,14 +24,24 @@ WRITERS: dict[str, Writer] = {"jsonl": write_jsonl, "coco": write_coco, "yolo": 
 WRITE_FORMATS: tuple[str, ...] = tuple(WRITERS)
 
 
+UNLABELLED_FORMATS = ("voc", "yolo")  # one annotation file per image, so an image can lack one
+CLASS_LIST_FORMATS = ("jsonl", "voc")  # formats that may come without a class list
+
+
 @dataclass(frozen=True)
 class ReadOptions:
-    """Options for `read_dataset`; the DeepPCB ones and `class_names` only apply to some formats."""
+    """Options for `read_dataset`; all but `skip_invalid` apply to some formats only.
+
+    `unlabelled_as_good`: an image without an annotation file is a defect-free frame (voc, yolo; else an error).
+    `discover_classes`: without a class list, take the labels in first-seen order (jsonl, voc; else an error).
+    """
 
     skip_invalid: bool = False
     split: str | None = None
     include_templates: bool = False
     class_names: tuple[str, ...] | None = None
+    unlabelled_as_good: bool = False
+    discover_classes: bool = False
 
 
 def read_dataset(
@@ -43,12 +53,13 @@ def read_dataset(
     if fmt == "deeppcb":
         return read_deeppcb(src, options.split or "all", options.include_templates, skip, progress)
     if fmt == "jsonl":
-        return read_jsonl(src, options.class_names, skip, progress)
+        return read_jsonl(src, options.class_names, skip, progress, discover_classes=options.discover_classes)
     if fmt == "voc":
-        return read_voc(src, options.class_names, skip, progress)
+        return read_voc(src, options.class_names, skip, progress, unlabelled_as_good=options.unlabelled_as_good,
+                        discover_classes=options.discover_classes)
     if fmt == "coco":
         return read_coco(src, skip, progress)
-    return read_yolo(src, skip, progress)
+    return read_yolo(src, skip, progress, unlabelled_as_good=options.unlabelled_as_good)
 
 
 def _check_options(fmt: str, options: ReadOptions) -> None:
@@ -56,8 +67,14 @@ def _check_options(fmt: str, options: ReadOptions) -> None:
         raise ValueError(f"unknown source format {fmt!r}; expected one of {list(READ_FORMATS)}")
     if fmt != "deeppcb" and (options.split is not None or options.include_templates):
         raise ValueError(f"split / include_templates apply to deeppcb only, not to {fmt!r}")
-    if fmt not in ("jsonl", "voc") and options.class_names is not None:
+    if fmt not in CLASS_LIST_FORMATS and options.class_names is not None:
         raise ValueError(f"a class list can only be given for jsonl or voc (which may lack one), not for {fmt!r}")
+    if fmt not in CLASS_LIST_FORMATS and options.discover_classes:
+        raise ValueError(f"classes can only be discovered for jsonl or voc (which may lack a list), not for {fmt!r}")
+    if fmt not in UNLABELLED_FORMATS and options.unlabelled_as_good:
+        raise ValueError(f"unlabelled-as-good applies to voc and yolo (one annotation file per image), not to {fmt!r}")
+    if options.class_names is not None and options.discover_classes:
+        raise ValueError("give a class list or discover the classes, not both")
 
 
 def write_dataset(

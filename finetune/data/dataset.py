@@ -31,14 +31,30 @@ class Sample:
         return self.detections.image_size
 
 
+@dataclass(frozen=True)
+class ReadNotes:
+    """What reading decided beyond the annotations themselves, so every summary can count it.
+
+    `dropped_images` lost all their boxes (`dropped_boxes`, counting entries that did not even parse) because their
+    annotation had a problem; `unlabelled_as_good` had no annotation file and were taken as defect-free on request;
+    `classes_from` says where the class list came from: "given", "class file", "format" or "labels" (discovered).
+    """
+
+    dropped_images: tuple[Path, ...] = ()
+    dropped_boxes: int = 0
+    unlabelled_as_good: tuple[Path, ...] = ()
+    classes_from: str = "given"
+
+
 @dataclass
 class Dataset:
-    """Class names, samples and the issues that were skipped while reading (empty unless `skip_invalid`)."""
+    """Class names, samples, the issues skipped while reading (empty unless `skip_invalid`) and what that dropped."""
 
     class_names: tuple[str, ...]
     samples: list[Sample]
     root: Path | None = None
     skipped: tuple[AnnotationIssue, ...] = field(default_factory=tuple)
+    notes: ReadNotes = field(default_factory=ReadNotes)
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)

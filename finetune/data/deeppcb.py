@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 
 from finetune.data.dataset import Dataset, Progress, no_progress
-from finetune.data.issues import IssueLog, Location
-from finetune.data.validate import RawBox, RawSample, assemble
+from finetune.data.files import find_subdir
+from finetune.data.issues import IssueKind, IssueLog, Location
+from finetune.data.validate import RawBox, RawSample, build_dataset
 
 CLASS_NAMES: tuple[str, ...] = ("open", "short", "mousebite", "spur", "spurious_copper", "pin_hole")
 SPLITS: dict[str, tuple[str, ...]] = {"trainval": ("trainval.txt",), "test": ("test.txt",),
@@ -32,7 +33,7 @@ def read_deeppcb(
     """Read a split of DeepPCB from the data set folder (the one holding `PCBData/`) or `PCBData/` itself."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {list(SPLITS)}")
-    root = src / "PCBData" if (src / "PCBData").is_dir() else src
+    root = _pcbdata(src)
     log = IssueLog()
     raws: list[RawSample] = []
     for list_name in SPLITS[split]:
@@ -40,8 +41,15 @@ def read_deeppcb(
         if not list_file.is_file():
             raise FileNotFoundError(f"no DeepPCB split list {list_file}")
         raws += _read_split(list_file, root, include_templates, log)
-    samples = assemble(raws, CLASS_NAMES, log, progress)
-    return Dataset(CLASS_NAMES, samples, root=root, skipped=log.finish(skip_invalid))
+    return build_dataset(raws, CLASS_NAMES, log, skip_invalid, progress, root=root)
+
+
+def _pcbdata(src: Path) -> Path:
+    """`PCBData/` (any case) inside `src`, or `src` itself."""
+    try:
+        return find_subdir(src, ("PCBData",), "DeepPCB set")
+    except FileNotFoundError:
+        return src
 
 
 def _read_split(list_file: Path, root: Path, include_templates: bool, log: IssueLog) -> list[RawSample]:
@@ -52,7 +60,7 @@ def _read_split(list_file: Path, root: Path, include_templates: bool, log: Issue
         location = Location(list_file, number)
         fields = text.split()
         if len(fields) != 2:
-            log.add(location, f"malformed line {text.strip()!r}: expected 'IMAGE ANNOTATION'")
+            log.add(location, f"malformed line {text.strip()!r}: expected 'IMAGE ANNOTATION'", IssueKind.MALFORMED)
             continue
         listed_image, annotation = root / fields[0], root / fields[1]
         raws.append(_read_boxes(defect_image_path(listed_image), annotation, location))
@@ -77,7 +85,7 @@ def template_image_path(listed: Path) -> Path:
 def _read_boxes(image: Path, annotation: Path, listed_at: Location) -> RawSample:
     raw = RawSample(image, listed_at)
     if not annotation.is_file():
-        raw.problem(listed_at, f"missing annotation file {annotation}")
+        raw.problem(listed_at, f"missing annotation file {annotation}", IssueKind.NO_ANNOTATION)
         return raw
     for number, text in enumerate(annotation.read_text(encoding="utf-8").splitlines(), start=1):
         if text.strip():
@@ -90,13 +98,14 @@ def _parse_box_line(text: str, location: Location, raw: RawSample) -> None:
     try:
         values = [int(f) for f in fields]
     except ValueError:
-        raw.problem(location, f"malformed line {text.strip()!r}: expected integers 'x1 y1 x2 y2 type'")
+        raw.box_problem(location, f"malformed line {text.strip()!r}: expected integers 'x1 y1 x2 y2 type'")
         return
     if len(values) != 5:
-        raw.problem(location, f"malformed line {text.strip()!r}: expected 5 values, got {len(values)}")
+        raw.box_problem(location, f"malformed line {text.strip()!r}: expected 5 values, got {len(values)}")
         return
     x1, y1, x2, y2, kind = values
     if not 1 <= kind <= len(CLASS_NAMES):
-        raw.problem(location, f"unknown class: type {kind} (expected 1..{len(CLASS_NAMES)} = {list(CLASS_NAMES)})")
+        raw.box_problem(location, f"unknown class: type {kind} (expected 1..{len(CLASS_NAMES)} = {list(CLASS_NAMES)})",
+                        IssueKind.UNKNOWN_CLASS)
         return
     raw.boxes.append(RawBox(CLASS_NAMES[kind - 1], (float(x1), float(y1), float(x2), float(y2)), location))

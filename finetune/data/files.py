@@ -1,4 +1,4 @@
-"""File helpers shared by the format modules: image headers, class-list files, output folders, image copies."""
+"""File helpers shared by the format modules: images, class-list files, sub-folders, output folders, image copies."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from finetune.data.dataset import Dataset, Progress, no_progress
+from finetune.data.issues import IssueKind
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -21,6 +22,53 @@ def probe_image(path: Path) -> tuple[int, int] | str:
             return image.size
     except (UnidentifiedImageError, OSError) as error:
         return f"cannot read image {path}: {error}"
+
+
+class ImageProblem(Exception):
+    """An image that is missing or cannot be decoded; `kind` says which."""
+
+    def __init__(self, kind: IssueKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def decode_image(path: Path) -> tuple[int, int]:
+    """(width, height) after decoding every pixel, so a truncated file fails here and not in training.
+
+    Raises `ImageProblem`. PIL refuses truncated data by default; OpenCV would not say so.
+    """
+    if not path.is_file():
+        raise ImageProblem(IssueKind.MISSING_IMAGE, f"missing image {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageProblem(IssueKind.BAD_IMAGE, f"cannot decode image {path}: {error}") from error
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image under `folder` (any depth, suffix in any case), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def find_subdir(parent: Path, names: tuple[str, ...], what: str) -> Path:
+    """The sub-folder of `parent` named like one of `names` in any case (`ANNOTATIONS/`), earlier names first.
+
+    Two spellings of one name (`Annotations/` and `annotations/`) are refused rather than one silently chosen.
+    """
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{what}: no such folder {parent}")
+    folders = [p for p in sorted(parent.iterdir()) if p.is_dir()]
+    for name in names:
+        found = [p for p in folders if p.name.casefold() == name.casefold()]
+        if len(found) > 1:
+            raise ValueError(f"{what}: both {found[0].name}/ and {found[1].name}/ in {parent}; keep one")
+        if found:
+            return found[0]
+    present = ", ".join(f"{p.name}/" for p in folders) or "nothing"
+    wanted = " or ".join(f"{name}/" for name in names)
+    raise FileNotFoundError(f"{what}: no {wanted} folder (any case) in {parent}; found {present}")
 
 
 def image_channels(path: Path) -> int:

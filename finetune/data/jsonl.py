@@ -2,7 +2,8 @@
 
 One line per image: `{"image": "images/a.png", "prefix": "<OD>", "suffix": "scratch<loc_1><loc_2><loc_3><loc_4>..."}`
 with image paths relative to the JSONL's folder and coordinates as `<loc_N>` bins 0..999 (see `agent.detector.loc`).
-`classes.txt` keeps the class order; without it the labels are collected in first-seen order.
+`classes.txt` (or `--classes`) keeps the class order; taking the labels in first-seen order instead must be asked
+for (`discover_classes`), so a misspelt label cannot silently become a class. An empty suffix is a defect-free frame.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 
 from agent.detector.loc import LOC_BINS, to_loc_text
 from finetune.data.dataset import Dataset, Progress, no_progress
-from finetune.data.files import copy_images, prepare_output_dir, read_class_file, write_class_file
-from finetune.data.issues import IssueLog, Location
-from finetune.data.validate import RawBox, RawSample, assemble, first_seen_classes
+from finetune.data.files import copy_images, prepare_output_dir, write_class_file
+from finetune.data.issues import IssueKind, IssueLog, Location
+from finetune.data.validate import RawBox, RawSample, build_dataset, resolve_classes
 
 ANNOTATIONS = "annotations.jsonl"
 CLASS_FILE = "classes.txt"
@@ -29,19 +30,17 @@ def read_jsonl(
     class_names: tuple[str, ...] | None = None,
     skip_invalid: bool = False,
     progress: Progress = no_progress,
+    *,
+    discover_classes: bool = False,
 ) -> Dataset:
     """Read a folder holding `annotations.jsonl` (or the .jsonl file itself); bad lines raise `AnnotationError`."""
     path = src / ANNOTATIONS if src.is_dir() else src
     if not path.is_file():
         raise FileNotFoundError(f"no Florence JSONL annotations at {path}")
-    class_file = path.parent / CLASS_FILE
-    if class_names is None and class_file.is_file():
-        class_names = read_class_file(class_file)
     log = IssueLog()
     raws = _parse_lines(path, log)
-    names = class_names if class_names is not None else first_seen_classes(raws)
-    samples = assemble(raws, names, log, progress)
-    return Dataset(names, samples, skipped=log.finish(skip_invalid))
+    names, source = resolve_classes(class_names, path.parent / CLASS_FILE, raws, discover_classes, log)
+    return build_dataset(raws, names, log, skip_invalid, progress, classes_from=source)
 
 
 def _parse_lines(path: Path, log: IssueLog) -> list[RawSample]:
@@ -54,7 +53,8 @@ def _parse_lines(path: Path, log: IssueLog) -> list[RawSample]:
         if raw is None:
             continue
         if raw.image in first_line:
-            log.add(raw.location, f"duplicate entry for image {raw.image} (first on line {first_line[raw.image]})")
+            log.add(raw.location, f"duplicate entry for image {raw.image} (first on line {first_line[raw.image]})",
+                    IssueKind.DUPLICATE)
             continue
         first_line[raw.image] = number
         raws.append(raw)
@@ -65,44 +65,52 @@ def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | Non
     try:
         record: Any = json.loads(text)
     except json.JSONDecodeError as error:
-        log.add(location, f"malformed JSON: {error.msg} at column {error.colno}")
+        log.add(location, f"malformed JSON: {error.msg} at column {error.colno}", IssueKind.MALFORMED)
         return None
     if not isinstance(record, dict) or not isinstance(record.get("image"), str) or not record["image"]:
-        log.add(location, "field 'image' is missing or not a non-empty string")
+        log.add(location, "field 'image' is missing or not a non-empty string", IssueKind.MALFORMED)
         return None
     raw = RawSample(location.file.parent / record["image"], location)
     prefix, suffix = record.get("prefix", PREFIX), record.get("suffix")
     if prefix != PREFIX:
-        raw.problem(location, f"field 'prefix' is {prefix!r}, expected {PREFIX!r} (object detection)")
+        raw.problem(location, f"field 'prefix' is {prefix!r}, expected {PREFIX!r} (object detection)",
+                    IssueKind.MALFORMED)
     if not isinstance(suffix, str):
-        raw.problem(location, f"field 'suffix' is {suffix!r}, expected a string of label<loc_N>x4 groups")
+        raw.problem(location, f"field 'suffix' is {suffix!r}, expected a string of label<loc_N>x4 groups",
+                    IssueKind.MALFORMED)
     else:
         raw.boxes, problems = _parse_suffix(suffix, location)
-        for message in problems:
-            raw.problem(location, message)
+        for kind, message in problems:
+            if kind is IssueKind.MALFORMED:
+                raw.problem(location, message, kind)
+            else:
+                raw.box_problem(location, message, kind)
     return raw
 
 
-def _parse_suffix(suffix: str, location: Location) -> tuple[list[RawBox], list[str]]:
+def _parse_suffix(suffix: str, location: Location) -> tuple[list[RawBox], list[tuple[IssueKind, str]]]:
     """Boxes as fractions of the image (bin centres, as `agent.detector.loc.dequantize` reads them) + problems."""
     boxes: list[RawBox] = []
-    problems: list[str] = []
+    problems: list[tuple[IssueKind, str]] = []
     position = 0
     text = suffix.replace("</s>", "").replace("<s>", "")
     while position < len(text):
         match = _GROUP.match(text, position)
         if match is None:
-            problems.append(f"field 'suffix': cannot parse {text[position:position + 40]!r} at character {position}")
+            problems.append((IssueKind.MALFORMED,
+                             f"field 'suffix': cannot parse {text[position:position + 40]!r} at character {position}"))
             break
         label, bins = match.group(1), [int(g) for g in match.groups()[1:]]
         position = match.end()
         if not label:
-            problems.append(f"field 'suffix': box {bins} has no label (character {match.start()})")
+            problems.append((IssueKind.BAD_BOX, f"field 'suffix': box {bins} has no label (character {match.start()})"))
         elif max(bins) >= LOC_BINS:
-            problems.append(f"field 'suffix': {label!r} has a <loc_N> above {LOC_BINS - 1}: {bins}")
+            message = f"field 'suffix': {label!r} has a <loc_N> above {LOC_BINS - 1}: {bins}"
+            problems.append((IssueKind.OUTSIDE, message))
         else:
             fractions = tuple((b + 0.5) / LOC_BINS for b in bins)
-            boxes.append(RawBox(label, (fractions[0], fractions[1], fractions[2], fractions[3]), location, True))
+            xyxy = (fractions[0], fractions[1], fractions[2], fractions[3])
+            boxes.append(RawBox(label, xyxy, location, normalized=True, binned=True))
     return boxes, problems
 
 

@@ -1,7 +1,9 @@
 """YOLO detection sets: `images/**`, `labels/**` (same relative path, `.txt`) and `data.yaml` (or `classes.txt`).
 
-Each label line is `class_id cx cy w h` with the centre and size as fractions of the image. An image without a
-label file is a defect-free frame; a label file without an image is reported.
+Each label line is `class_id cx cy w h` with the centre and size as fractions of the image; an empty label file
+is a defect-free frame. An image without a label file is an error unless `unlabelled_as_good` takes it as
+defect-free (the writer always writes a label file); a label file without an image is reported. The folder names
+match in any case (`Images/`, `LABELS/`).
 """
 
 from __future__ import annotations
@@ -13,27 +15,35 @@ import yaml
 
 from agent.detections import Detections
 from finetune.data.dataset import Dataset, Progress, no_progress
-from finetune.data.files import IMAGE_SUFFIXES, copy_images, prepare_output_dir, read_class_file
-from finetune.data.issues import IssueLog, Location
-from finetune.data.validate import RawBox, RawSample, assemble
+from finetune.data.files import copy_images, find_subdir, image_files, prepare_output_dir, read_class_file
+from finetune.data.issues import IssueKind, IssueLog, Location
+from finetune.data.validate import RawBox, RawSample, build_dataset
 
 DATA_YAML = "data.yaml"
 CLASS_FILE = "classes.txt"
 
 
-def read_yolo(src: Path, skip_invalid: bool = False, progress: Progress = no_progress) -> Dataset:
+def read_yolo(
+    src: Path, skip_invalid: bool = False, progress: Progress = no_progress, *, unlabelled_as_good: bool = False
+) -> Dataset:
     """Read a YOLO folder; bad label lines raise `AnnotationError` listing file and line of each."""
     class_names = read_yolo_names(src)
-    images_dir, labels_dir = src / "images", src / "labels"
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"no YOLO images folder at {images_dir}")
+    images_dir = find_subdir(src, ("images",), "YOLO set")
+    labels_dir = _labels_dir(src)
     log = IssueLog()
-    images = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    raws = [_read_labels(image, labels_dir / image.relative_to(images_dir).with_suffix(".txt"), class_names)
-            for image in images]
+    images = image_files(images_dir)
+    raws = [_read_labels(image, labels_dir / image.relative_to(images_dir).with_suffix(".txt"), class_names,
+                         unlabelled_as_good) for image in images]
     _report_orphan_labels(labels_dir, images_dir, images, log)
-    samples = assemble(raws, class_names, log, progress)
-    return Dataset(class_names, samples, root=images_dir, skipped=log.finish(skip_invalid))
+    return build_dataset(raws, class_names, log, skip_invalid, progress, root=images_dir)
+
+
+def _labels_dir(src: Path) -> Path:
+    """`labels/` in any case; when there is none every image lacks its label file (and says so)."""
+    try:
+        return find_subdir(src, ("labels",), "YOLO set")
+    except FileNotFoundError:
+        return src / "labels"
 
 
 def read_yolo_names(src: Path) -> tuple[str, ...]:
@@ -51,9 +61,13 @@ def read_yolo_names(src: Path) -> tuple[str, ...]:
     raise FileNotFoundError(f"no class list for the YOLO set at {src}: expected {DATA_YAML} or {CLASS_FILE}")
 
 
-def _read_labels(image: Path, label_file: Path, class_names: tuple[str, ...]) -> RawSample:
+def _read_labels(image: Path, label_file: Path, class_names: tuple[str, ...], as_good: bool) -> RawSample:
     raw = RawSample(image, Location(label_file if label_file.is_file() else image))
     if not label_file.is_file():
+        raw.unlabelled = as_good
+        if not as_good:
+            raw.problem(raw.location, f"no label file {label_file}; pass --unlabelled-as-good if images without one "
+                        "are defect-free, or write an empty label file", IssueKind.NO_ANNOTATION)
         return raw
     for number, text in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
         if text.strip():
@@ -66,13 +80,14 @@ def _parse_line(text: str, location: Location, class_names: tuple[str, ...], raw
     try:
         class_id, values = int(tokens[0]), [float(v) for v in tokens[1:]]
     except ValueError:
-        raw.problem(location, f"malformed line {text.strip()!r}: expected 'class_id cx cy w h' numbers")
+        raw.box_problem(location, f"malformed line {text.strip()!r}: expected 'class_id cx cy w h' numbers")
         return
     if len(values) != 4:
-        raw.problem(location, f"malformed line {text.strip()!r}: expected 5 values, got {len(tokens)}")
+        raw.box_problem(location, f"malformed line {text.strip()!r}: expected 5 values, got {len(tokens)}")
         return
     if not 0 <= class_id < len(class_names):
-        raw.problem(location, f"unknown class id {class_id}; known: 0..{len(class_names) - 1} = {list(class_names)}")
+        raw.box_problem(location, f"unknown class id {class_id}; known: 0..{len(class_names) - 1} = "
+                        f"{list(class_names)}", IssueKind.UNKNOWN_CLASS)
         return
     cx, cy, w, h = values
     raw.boxes.append(RawBox(class_names[class_id], (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), location, True))
@@ -85,7 +100,7 @@ def _report_orphan_labels(labels_dir: Path, images_dir: Path, images: list[Path]
     for label_file in sorted(labels_dir.rglob("*.txt")):
         if label_file not in expected:
             stem = images_dir / label_file.relative_to(labels_dir).with_suffix("")
-            log.add(Location(label_file), f"missing image: no {stem}.* for this label file")
+            log.add(Location(label_file), f"missing image: no {stem}.* for this label file", IssueKind.ORPHAN)
 
 
 def write_yolo(dataset: Dataset, dst: Path, overwrite: bool = False, progress: Progress = no_progress) -> Path:

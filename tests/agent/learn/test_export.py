@@ -27,6 +27,7 @@ def test_jsonl_export_is_florence_od_with_the_predictions(queue: LearningQueue, 
     restored = from_loc_text(line["suffix"], CLASSES, (64, 64))
     assert restored.labels == ["scratch", "hole"]
     assert (target.parent / line["image"]).read_bytes() == entry.path.read_bytes()  # type: ignore[union-attr]
+    assert (target.parent / "classes.txt").read_text().splitlines() == list(CLASSES)  # the model's order, all of them
 
 
 def test_coco_export_loads_in_a_coco_api(queue: LearningQueue, tmp_path: Path) -> None:

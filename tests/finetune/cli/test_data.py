@@ -1,4 +1,4 @@
-"""`edge-inspect data convert` and `data synth` through the real CLI app."""
+"""`edge-inspect data convert / validate / split / synth` through the real CLI app."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from finetune.data.convert import READ_FORMATS, WRITE_FORMATS
 from finetune.data.dataset import Dataset, Sample
 from finetune.data.deeppcb import SPLITS
 from finetune.data.jsonl import ANNOTATIONS, read_jsonl, write_jsonl
-from tests.finetune.data.helpers import assert_same_dataset, random_dataset, write_image
+from tests.finetune.data.helpers import assert_same_dataset, random_dataset, truncate, write_image, write_voc_xml
 
 runner = CliRunner()
 
@@ -133,3 +133,106 @@ def test_synth_output_is_a_jsonl_set_matching_the_generator(tmp_path: Path) -> N
 def test_synth_rejects_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "o"), "--count", "2", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize("command", ["convert", "validate", "split"])
+def test_help_shows_the_folder_layout_of_every_format(command: str) -> None:
+    result = runner.invoke(app, ["data", command, "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    for text in ("DIR/Annotations/**/NAME.xml", "DIR/JPEGImages/**/NAME.jpg", "DIR/ImageSets/Main/*.txt",
+                 "DIR/annotations.json", "DIR/labels/**/NAME.txt", "DIR/PCBData/trainval.txt",
+                 "DIR/annotations.jsonl", "folder names match in any case", "--unlabelled-as-good"):
+        assert text in result.stdout, text
+
+
+def _broken_voc(root: Path) -> Path:
+    """Upper-case folders; a.jpg fine (2 boxes), b.jpg truncated (1 box), c.jpg without XML."""
+    for stem in ("a", "b", "c"):
+        write_image(root / "JPEGIMAGES" / f"{stem}.jpg", (60, 40), seed=ord(stem))
+    truncate(root / "JPEGIMAGES" / "b.jpg")
+    write_voc_xml(root / "ANNOTATIONS" / "a.xml", "a.jpg", [("hole", 1, 1, 9, 9), ("stain", 2, 2, 8, 8)])
+    write_voc_xml(root / "ANNOTATIONS" / "b.xml", "b.jpg", [("hole", 1, 1, 9, 9)])
+    (root / "classes.txt").write_text("hole\nstain\n")
+    return root
+
+
+def test_validate_lists_every_problem_by_kind_and_exits_1(tmp_path: Path) -> None:
+    src = _broken_voc(tmp_path / "set")
+    result = runner.invoke(app, ["data", "validate", str(src), "--from", "voc"])
+    assert result.exit_code == 1, result.output
+    out = result.stdout
+    assert "3 images, 3 boxes; classes from classes.txt" in out
+    assert "2 problem(s), by kind:" in out and "1  undecodable image" in out and "1  image without annotation" in out
+    assert f"{src / 'ANNOTATIONS' / 'b.xml'}:1: cannot decode image {src / 'JPEGIMAGES' / 'b.jpg'}" in out
+    assert f"{src / 'JPEGIMAGES' / 'c.jpg'}: no annotation file" in out
+
+
+def test_validate_of_a_clean_set_exits_0_and_a_missing_folder_exits_2(tmp_path: Path) -> None:
+    src = _broken_voc(tmp_path / "set")
+    (src / "JPEGIMAGES" / "b.jpg").unlink()
+    (src / "ANNOTATIONS" / "b.xml").unlink()
+    result = runner.invoke(app, ["data", "validate", str(src), "--from", "voc", "--unlabelled-as-good"])
+    assert result.exit_code == 0, result.output
+    assert "1 image(s) without annotation file taken as defect-free (--unlabelled-as-good)" in result.stdout
+    assert "no problems" in result.stdout
+    result = runner.invoke(app, ["data", "validate", str(tmp_path), "--from", "voc"])
+    assert result.exit_code == 2 and "no Annotations/ folder (any case)" in result.stderr
+
+
+def test_more_than_50_problems_go_in_full_to_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _broken_voc(tmp_path / "steel")
+    for i in range(60):
+        write_image(src / "JPEGIMAGES" / f"extra{i:02d}.png", (8, 8))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["data", "validate", str(src), "--from", "voc"])
+    assert result.exit_code == 1
+    shown = [line for line in result.stdout.splitlines() if "no annotation file" in line or "cannot decode" in line]
+    assert len(shown) == 50
+    assert f"... and 12 more (full list in {tmp_path / 'steel-problems.txt'})" in result.stdout
+    listed = (tmp_path / "steel-problems.txt").read_text().splitlines()
+    assert sum("no annotation file" in line for line in listed) == 61 and "62 problem(s):" in listed
+    result = runner.invoke(app, ["data", "convert", str(src), str(tmp_path / "out"), "--from", "voc",
+                                 "--report", str(tmp_path / "convert.txt")])
+    assert result.exit_code == 1 and "62 problem(s):" in (tmp_path / "convert.txt").read_text()
+
+
+def test_convert_skip_invalid_drops_bad_images_entirely_and_counts_them(tmp_path: Path) -> None:
+    src = _broken_voc(tmp_path / "set")
+    result = runner.invoke(app, ["data", "convert", str(src), str(tmp_path / "out"), "--from", "voc"])
+    assert result.exit_code == 1 and "nothing written" in result.stderr
+    result = runner.invoke(app, ["data", "convert", str(src), str(tmp_path / "out"), "--from", "voc",
+                                 "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 images, 2 boxes" in result.stdout
+    assert "2 problem(s) skipped: dropped 2 image(s) with their 1 box(es)" in result.stdout
+    records = [json.loads(line) for line in (tmp_path / "out" / ANNOTATIONS).read_text().splitlines()]
+    assert [r["image"] for r in records] == ["images/a.jpg"]  # neither b nor c became a defect-free frame
+
+
+def test_convert_without_a_class_list_names_the_labels_and_discovering_them_is_counted(tmp_path: Path) -> None:
+    src = _broken_voc(tmp_path / "set")
+    (src / "classes.txt").unlink()
+    args = ["data", "convert", str(src), str(tmp_path / "out"), "--from", "voc", "--skip-invalid"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and not (tmp_path / "out").exists()
+    assert "no class list (no --classes, no classes.txt); the labels name 2 class(es): 'hole' (2 boxes), " \
+           "'stain' (1 box)" in result.stderr
+    assert "a missing class list cannot be skipped" in result.stderr
+    result = runner.invoke(app, [*args, "--discover-classes"])
+    assert result.exit_code == 0, result.output
+    assert "classes from the labels, in first-seen order (--discover-classes)" in result.stdout
+
+
+def test_split_prints_images_and_boxes_per_class_per_split_and_repeats_itself(tmp_path: Path) -> None:
+    write_jsonl(random_dataset(tmp_path / "source", count=20), tmp_path / "set")
+    args = ["data", "split", str(tmp_path / "set"), "--val", "0.2", "--test", "0.1", "--seed", "4"]
+    first = runner.invoke(app, [*args, str(tmp_path / "a")])
+    again = runner.invoke(app, [*args, str(tmp_path / "b")])
+    assert first.exit_code == 0, first.output
+    header, *rows = first.stdout.splitlines()[1:7]
+    assert header.split() == ["class", "train", "images", "boxes", "val", "images", "boxes", "test", "images", "boxes"]
+    assert [row.split()[0] for row in rows] == ["scratch", "hole", "stain", "(no", "all"]
+    assert rows[-1].split()[1::2] == ["14", "4", "2"]
+    for name in ("train", "val", "test"):
+        assert (tmp_path / "a" / name / ANNOTATIONS).read_text() == (tmp_path / "b" / name / ANNOTATIONS).read_text()
+    assert first.stdout.replace(str(tmp_path / "a"), "") == again.stdout.replace(str(tmp_path / "b"), "")

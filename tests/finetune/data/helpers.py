@@ -73,3 +73,26 @@ def assert_same_dataset(expected: Dataset, actual: Dataset, tolerance: float) ->
 def bin_width(size: tuple[int, int]) -> float:
     """One `<loc>` bin in pixels along the longer side: the tolerance of a JSONL round trip."""
     return max(size) / 1000
+
+
+def write_voc_xml(path: Path, filename: str | None, objects: list[tuple[str, float, float, float, float]],
+                  size: tuple[int, int] | None = None) -> Path:
+    """A VOC annotation at `path`: optional <filename> and <size>, one <object> per (name, x1, y1, x2, y2)."""
+    parts = ["<annotation>"]
+    if filename is not None:
+        parts.append(f"  <filename>{filename}</filename>")
+    if size is not None:
+        parts.append(f"  <size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>")
+    for name, x1, y1, x2, y2 in objects:
+        parts.append(f"  <object><name>{name}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+                     f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([*parts, "</annotation>"]) + "\n")
+    return path
+
+
+def truncate(path: Path) -> Path:
+    """Cut an image file in half: the header still reads, the pixels do not decode."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path

@@ -1,4 +1,4 @@
-"""The data set model: image names relative to a common root; writers never overwrite one image with another."""
+"""The data set model and file helpers: relative image names, no overwrites, full decodes, any-case folders."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 
 from agent.detections import Detections
 from finetune.data.dataset import Dataset, Sample
-from finetune.data.files import copy_images, probe_image
-from tests.finetune.data.helpers import CLASSES, write_image
+from finetune.data.files import ImageProblem, copy_images, decode_image, find_subdir, probe_image
+from finetune.data.issues import IssueKind
+from tests.finetune.data.helpers import CLASSES, truncate, write_image
 
 
 def _sample(path: Path) -> Sample:
@@ -38,3 +39,23 @@ def test_probe_reads_the_size_from_the_header_and_explains_failures(tmp_path: Pa
     assert probe_image(tmp_path / "none.png") == f"missing image {tmp_path / 'none.png'}"
     (tmp_path / "junk.png").write_text("not an image")
     assert str(probe_image(tmp_path / "junk.png")).startswith("cannot read image")
+
+
+def test_decoding_reads_every_pixel_so_a_truncated_file_fails_with_the_reason(tmp_path: Path) -> None:
+    assert decode_image(write_image(tmp_path / "a.png", (33, 17))) == (33, 17)
+    truncated = truncate(write_image(tmp_path / "b.jpg", (64, 64)))
+    with pytest.raises(ImageProblem, match=r"cannot decode image .*b.jpg: image file is truncated") as caught:
+        decode_image(truncated)
+    assert caught.value.kind is IssueKind.BAD_IMAGE
+    with pytest.raises(ImageProblem, match="missing image") as caught:
+        decode_image(tmp_path / "none.png")
+    assert caught.value.kind is IssueKind.MISSING_IMAGE
+
+
+def test_sub_folders_match_in_any_case_and_a_missing_one_lists_what_is_there(tmp_path: Path) -> None:
+    (tmp_path / "JPEGIMAGES").mkdir()
+    (tmp_path / "labels").mkdir()
+    assert find_subdir(tmp_path, ("Annotations", "JPEGImages"), "VOC set") == tmp_path / "JPEGIMAGES"
+    missing = r"no Annotations/ folder \(any case\) in .*; found JPEGIMAGES/, labels/"
+    with pytest.raises(FileNotFoundError, match=missing):
+        find_subdir(tmp_path, ("Annotations",), "VOC set")

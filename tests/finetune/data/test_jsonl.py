@@ -43,12 +43,15 @@ def test_written_lines_are_florence_od_records_with_relative_image_paths(dataset
         assert record["suffix"] == to_loc_text(sample.detections.sorted_raster())
 
 
-def test_without_a_class_file_labels_are_collected_in_first_seen_order(tmp_path: Path) -> None:
+def test_without_a_class_file_labels_are_taken_in_first_seen_order_only_when_asked(tmp_path: Path) -> None:
     write_image(tmp_path / "a.png", (100, 100))
     write_image(tmp_path / "b.png", (100, 100))
     _write_lines(tmp_path, [_line("a.png", "stain<loc_1><loc_2><loc_30><loc_40>"),
                             _line("b.png", "hole<loc_5><loc_5><loc_9><loc_9>stain<loc_0><loc_0><loc_999><loc_999>")])
-    dataset = read_jsonl(tmp_path)
+    with pytest.raises(AnnotationError, match=r"no class list .* 'stain' \(2 boxes\), 'hole' \(1 box\)"):
+        read_jsonl(tmp_path, skip_invalid=True)  # dropping images cannot fix a missing class list
+    dataset = read_jsonl(tmp_path, discover_classes=True)
+    assert dataset.notes.classes_from == "labels"
     assert dataset.class_names == ("stain", "hole")
     assert dataset.samples[1].detections.labels == ["hole", "stain"]
     assert dataset.samples[0].detections.xyxy[0].tolist() == pytest.approx([0.15, 0.25, 3.05, 4.05])

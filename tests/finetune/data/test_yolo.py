@@ -9,7 +9,7 @@ import pytest
 import supervision as sv
 
 from finetune.data.dataset import Dataset
-from finetune.data.issues import AnnotationError
+from finetune.data.issues import AnnotationError, IssueKind
 from finetune.data.yolo import DATA_YAML, read_yolo, read_yolo_names, write_yolo
 from tests.finetune.data.helpers import assert_same_dataset, by_name, write_image
 
@@ -88,3 +88,29 @@ def test_class_names_come_from_classes_txt_when_there_is_no_data_yaml(tmp_path: 
     (tmp_path / DATA_YAML).write_text("names: {0: x, 2: y}\n")
     with pytest.raises(ValueError, match="'names' must be"):
         read_yolo_names(tmp_path)
+
+
+def test_an_image_without_label_file_is_an_error_unless_taken_as_defect_free(tmp_path: Path) -> None:
+    _yolo(tmp_path, ["0 0.5 0.5 0.1 0.1"])
+    write_image(tmp_path / "images" / "b.png", (100, 80))
+    with pytest.raises(AnnotationError) as caught:
+        read_yolo(tmp_path)
+    [issue] = caught.value.issues
+    assert issue.kind is IssueKind.NO_ANNOTATION
+    assert f"no label file {tmp_path / 'labels' / 'b.txt'}; pass --unlabelled-as-good" in issue.message
+    dataset = read_yolo(tmp_path, unlabelled_as_good=True)
+    assert [(s.image.name, len(s.detections)) for s in dataset] == [("a.png", 1), ("b.png", 0)]
+    assert len(dataset.notes.unlabelled_as_good) == 1
+
+
+def test_folder_names_match_in_any_case(tmp_path: Path) -> None:
+    _yolo(tmp_path, ["0 0.5 0.5 0.1 0.1"])
+    (tmp_path / "images").rename(tmp_path / "Images")
+    (tmp_path / "labels").rename(tmp_path / "LABELS")
+    assert read_yolo(tmp_path).box_count == 1
+
+
+def test_a_zero_width_box_is_an_error(tmp_path: Path) -> None:
+    _yolo(tmp_path, ["0 0.5 0.5 0 0.1"])
+    with pytest.raises(AnnotationError, match=r"a.txt:1: box .*: zero width"):
+        read_yolo(tmp_path)
