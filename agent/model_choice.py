@@ -5,27 +5,37 @@ Used at start-up and by every reload (`agent/daemon.py`), and by the pipeline be
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.config import Settings
 from agent.decide import Thresholds
 from agent.detector.base import Detector, DetectorError
 from agent.detector.factory import create_detector
+from agent.detector.score_calibration import (
+    CalibrationError,
+    ScoreCalibration,
+    calibrated,
+    manifest_calibration,
+    read_calibration,
+)
 from agent.modeldir import read_thresholds
 from agent.store.files import StoreError
+from agent.store.manifest import MANIFEST
 from agent.store.model_store import ModelStore
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """Which adapter to serve and the per-class thresholds that came with it."""
+    """Which adapter to serve and the per-class thresholds and score calibration that came with it."""
 
     adapter: Path | None
     thresholds: dict[str, float]
     source: str  # "config", "store:<version>" or "base"
     export: Path | None = None  # on the onnx backend: the store version's merged ONNX export, served instead
+    calibration: ScoreCalibration = field(default_factory=ScoreCalibration)  # applied before the thresholds
 
 
 def base_model_dir(settings: Settings) -> Path:
@@ -40,21 +50,25 @@ def choose_model(settings: Settings) -> ModelChoice:
     """`model.adapter` from the config wins; else the model store's `current` adapter (verified: manifest, base
     identity, sha256 of every weights file), else the bare base model. A store that fails verification raises
     `StoreError`: serving a corrupt or foreign adapter silently would be worse than refusing. On the onnx backend
-    the store version must carry an ONNX export (a recalibration run on an onnx line stores one)."""
+    the store version must carry an ONNX export (a recalibration run on an onnx line stores one).
+
+    The score calibration goes with the thresholds fitted on it: a store version's own (a version stored without
+    one was fitted on raw scores and serves them raw), else the model directory's calibration.json."""
     base = base_thresholds(settings)
     if settings.model.adapter is not None:
-        return ModelChoice(settings.model.adapter, base, "config")
+        return ModelChoice(settings.model.adapter, base, "config", calibration=base_calibration(settings))
     store = ModelStore.in_state_dir(settings.state_dir)
     version = store.current()
     if version is None:
-        return ModelChoice(None, base, "base")
+        return ModelChoice(None, base, "base", calibration=base_calibration(settings))
     store.verify_base(base_model_dir(settings))
     manifest = store.verify(version)
     export = store.export_path(version) if settings.model.backend == "onnx" else None
     if settings.model.backend == "onnx" and export is None:
         raise StoreError(f"adapter {version} has no ONNX export, and the onnx backend serves only exports: promote a "
                          "version recalibrated on this line, or serve it with a torch backend")
-    return ModelChoice(store.path(version), {**base, **manifest.thresholds}, f"store:{version}", export)
+    calibration = store_calibration(manifest.extra, store.path(version))
+    return ModelChoice(store.path(version), {**base, **manifest.thresholds}, f"store:{version}", export, calibration)
 
 
 def base_thresholds(settings: Settings) -> dict[str, float]:
@@ -67,18 +81,37 @@ def base_thresholds(settings: Settings) -> dict[str, float]:
         raise DetectorError(str(exc)) from None
 
 
+def base_calibration(settings: Settings) -> ScoreCalibration:
+    """The model directory's `calibration.json` (identity without one); a malformed file is a `DetectorError`,
+    like a malformed thresholds.json: thresholds fitted on calibrated scores must not judge raw ones."""
+    try:
+        return read_calibration(settings.model.path)
+    except CalibrationError as exc:
+        raise DetectorError(str(exc)) from None
+
+
+def store_calibration(extra: Mapping[str, Any], version_dir: Path) -> ScoreCalibration:
+    """A store version's calibration from its manifest; malformed: `StoreError` (the version must not serve)."""
+    try:
+        return manifest_calibration(extra, version_dir / MANIFEST)
+    except CalibrationError as exc:
+        raise StoreError(str(exc)) from None
+
+
 DetectorFactory = Callable[[Settings, ModelChoice], Detector]
 
 
 def detector_from_settings(settings: Settings, choice: ModelChoice) -> Detector:
     """The configured backend with the configured base model and classes, and the chosen adapter (on the onnx
-    backend: the chosen version's stored export)."""
+    backend: the chosen version's stored export); its boxes carry the choice's calibrated scores."""
     m = settings.model
     if choice.export is not None:
-        return create_detector("onnx", choice.export, None, m.classes, device=m.device,
-                               max_new_tokens=m.max_new_tokens)
-    return create_detector(m.backend, m.path, choice.adapter, m.classes, device=m.device,
-                           max_new_tokens=m.max_new_tokens)
+        detector = create_detector("onnx", choice.export, None, m.classes, device=m.device,
+                                   max_new_tokens=m.max_new_tokens)
+    else:
+        detector = create_detector(m.backend, m.path, choice.adapter, m.classes, device=m.device,
+                                   max_new_tokens=m.max_new_tokens)
+    return calibrated(detector, choice.calibration)
 
 
 def thresholds_for(settings: Settings, choice: ModelChoice) -> Thresholds:

@@ -18,6 +18,7 @@ from typing import Any
 from agent.config import Settings
 from agent.decide import Thresholds
 from agent.detections import Detections
+from agent.detector.score_calibration import ScoreCalibration, calibrated
 from finetune.data.dataset import Dataset, Progress, no_progress
 from finetune.evaluate import DetectorLike, EvalOptions, predict, report_predictions
 from finetune.metrics import EvalReport
@@ -33,6 +34,7 @@ class Contender:
     adapter: Path | None
     thresholds: Thresholds
     export: Path | None = None  # onnx lines: its merged export (None: `model.path`, the base's own export)
+    calibration: ScoreCalibration = field(default_factory=ScoreCalibration)  # its scores as the daemon publishes them
 
 
 @dataclass
@@ -45,15 +47,18 @@ class GoldenResult:
 
 
 def line_detector(settings: Settings, base_dir: Path, contender: Contender) -> DetectorLike:
-    """The detector the daemon would build for `contender` on this line's backend, device and token budget."""
+    """The detector the daemon would build for `contender` on this line's backend, device and token budget, with
+    its score calibration (a candidate has none until the thresholds step fits one)."""
     from agent.detector.factory import create_detector
 
     m = settings.model
     if m.backend == "onnx":
-        return create_detector("onnx", contender.export or m.path, None, m.classes, device=m.device,
-                               max_new_tokens=m.max_new_tokens)
-    return create_detector(m.backend, base_dir, contender.adapter, m.classes, device=m.device,
-                           max_new_tokens=m.max_new_tokens)
+        detector = create_detector("onnx", contender.export or m.path, None, m.classes, device=m.device,
+                                   max_new_tokens=m.max_new_tokens)
+    else:
+        detector = create_detector(m.backend, base_dir, contender.adapter, m.classes, device=m.device,
+                                   max_new_tokens=m.max_new_tokens)
+    return calibrated(detector, contender.calibration)
 
 
 def export_candidate(base_dir: Path, adapter: Path, precision: str, class_names: Sequence[str]) -> Path:
@@ -75,7 +80,8 @@ def write_golden_report(golden: Dataset, predictions: list[Detections], contende
     thresholds = contender.thresholds.for_classes(class_names)
     report = report_predictions(golden, predictions, class_names, run_dir / contender.name, thresholds,
                                 EvalOptions(annotated_frames=4), model)
-    files = {key: f"{contender.name}/{report.files[key + '_png']}" for key in ("pr_curves", "confusion_matrix")}
+    files = {key: f"{contender.name}/{report.files[key + '_png']}"
+             for key in ("pr_curves", "confusion_matrix", "reliability")}
     return GoldenResult(report, predictions, files)
 
 

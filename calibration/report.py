@@ -11,7 +11,8 @@ folder)::
     evaluation  {backend, precision (onnx lines), images,
                  current|candidate: {map, map50, per_class, per_class_ap50, model, images,
                                      files: {pr_curves, confusion_matrix}}}
-    thresholds  {metric, target, classes: {class: {threshold, precision, recall, reason, ...}}}
+    thresholds  {metric, target, classes: {class: {threshold, precision, recall, reason, ...}},
+                 score_calibration (agent.detector.score_calibration's JSON), golden_ece: {raw, calibrated}}
     gate        {passed, rule, reasons, failures, interval: {delta, low, high, confidence, resamples, seed},
                  margin, min_map50_delta, map, map50, per_class: {class: {current, candidate, delta}}}
     verdicts    {frames, changed, fixed, broken,
@@ -150,6 +151,19 @@ def _threshold_lines(report: Report) -> list[str]:
     for name, fit in report.thresholds["classes"].items():
         lines.append(f"| {name} | {fit['threshold']:.3f} | {_num(fit['precision'])} | {_num(fit['recall'])} | "
                      f"{fit['reason']} |")
+    return [*lines, "", *_score_calibration_lines(report.thresholds)]
+
+
+def _score_calibration_lines(thresholds: dict[str, Any]) -> list[str]:
+    """Which classes publish calibrated scores (the thresholds above are on them), and the golden set's ECE."""
+    calibration = thresholds.get("score_calibration")
+    if not calibration:
+        return []
+    ece = thresholds.get("golden_ece") or {}
+    lines = [f"Score calibration, fitted on the golden set (ECE raw {_num(ece.get('raw'))}, calibrated "
+             f"{_num(ece.get('calibrated'))}):", ""]
+    lines += [f"- {name}: {'calibrated' if c['fitted'] else 'raw'} ({c['reason']})"
+              for name, c in calibration["classes"].items()]
     return [*lines, ""]
 
 

@@ -1,5 +1,5 @@
-"""The recalibration run: snapshot -> train -> (export) -> evaluate -> fit thresholds -> gate -> promote -> notify ->
-report.
+"""The recalibration run: snapshot -> train -> (export) -> evaluate -> fit score calibration, then thresholds -> gate ->
+promote -> notify -> report.
 
 Started by `edge-inspect recalibrate` (by hand, by the station's recalibration page, or by the systemd oneshot unit
 when the daemon left a request file). It never touches the running daemon directly: it writes a new adapter into the
@@ -31,7 +31,9 @@ import structlog
 
 from agent.config import Settings
 from agent.decide import Thresholds
-from agent.model_choice import base_model_dir, base_thresholds
+from agent.detections import Detections
+from agent.detector.score_calibration import MANIFEST_KEY, ScoreCalibration
+from agent.model_choice import base_calibration, base_model_dir, base_thresholds, store_calibration
 from agent.runs import new_run_id
 from agent.statedir import StateDir
 from agent.store.files import StoreError
@@ -50,10 +52,13 @@ from calibration.golden import GoldenSet, golden_set, too_small_reason
 from calibration.notify import Events, EventSink, reload_daemon
 from calibration.progress import RunWatch, cancel_on_sigterm
 from calibration.report import Cancelled, Outcome, Report, RunError, run_state, write_report
+from calibration.score_calibration import calibrate_predictions, fit_calibration
 from calibration.snapshot import replay_sample, snapshot_queue
 from calibration.thresholds import ThresholdFit, fit_thresholds, thresholds_of
 from calibration.verdicts import verdict_changes
 from finetune.data.dataset import Dataset
+from finetune.metrics import class_pr_data
+from finetune.reliability import OVERALL
 
 log = structlog.get_logger("calibration.run")
 STEPS: tuple[str, ...] = ("snapshot", "replay", "train", "export", "evaluate", "thresholds", "gate", "promote",
@@ -158,7 +163,7 @@ class Recalibration:
                                                (current.thresholds, candidate.thresholds), self.report.run_dir)
         if not self._gate(golden, results):
             return
-        version = self._promote(adapter, fits, results["candidate"].report)
+        version = self._promote(adapter, fits, candidate.calibration, results["candidate"].report)
         if self.options.promote:
             self._notify(version)
 
@@ -182,12 +187,14 @@ class Recalibration:
         version = self.store.current()
         self.report.current = version
         if version is None:
-            return Contender("current", self.settings.model.adapter, self._thresholds({}))
+            return Contender("current", self.settings.model.adapter, self._thresholds({}),
+                             calibration=base_calibration(self.settings))
         manifest = self.store.verify(version)
         export = self.store.export_path(version) if self.settings.model.backend == "onnx" else None
         if self.settings.model.backend == "onnx" and export is None:
             raise RunError(f"the current adapter {version} has no ONNX export, so this onnx line cannot serve it")
-        return Contender("current", self.store.path(version), self._thresholds(manifest.thresholds), export)
+        return Contender("current", self.store.path(version), self._thresholds(manifest.thresholds), export,
+                         store_calibration(manifest.extra, self.store.path(version)))
 
     def _thresholds(self, fitted: dict[str, float]) -> Thresholds:
         """What the daemon judges with: the model folder's thresholds.json, then `fitted`, then the config's own."""
@@ -282,31 +289,41 @@ class Recalibration:
 
     def _fit_thresholds(self, golden: GoldenSet, candidate: Contender, result: GoldenResult, current: Thresholds
                         ) -> tuple[dict[str, ThresholdFit], Contender, GoldenResult]:
-        """Per-class thresholds for the candidate (a class that cannot be fitted keeps the current one); its report
-        is re-written at them, so its confusion matrix shows what the line would see."""
+        """The candidate's score calibration (fitted on its raw golden-set scores), then per-class thresholds on the
+        calibrated scores (a class that cannot be fitted keeps the current one); its report is re-written with both,
+        so its confusion matrix and reliability diagram show what the line would see."""
         metric = "recall" if self.cfg.target_recall is not None else "precision"
         target = self.cfg.target_recall if metric == "recall" else (self.options.target_precision
                                                                     or self.cfg.target_precision)
         fallback = current.for_classes(self.class_names)
         with self.step("thresholds") as record:
-            fits = fit_thresholds(result.report.pr, float(target or 0.9), metric, fallback)  # type: ignore[arg-type]
-            record["thresholds"] = thresholds_of(fits)
-            candidate = replace(candidate, thresholds=self._thresholds(thresholds_of(fits)))
-            result = write_golden_report(golden.dataset, result.predictions, candidate, self.report.run_dir,
-                                         result.report.model)
+            scores = fit_calibration(result.report.pr)
+            predictions = calibrate_predictions(result.predictions, scores)
+            pr = class_pr_data(self._truth(golden), predictions, self.class_names, result.report.iou)
+            fits = fit_thresholds(pr, float(target or 0.9), metric, fallback)  # type: ignore[arg-type]
+            record.update(thresholds=thresholds_of(fits), calibrated=[n for n, c in scores.classes.items() if c.fitted])
+            candidate = replace(candidate, thresholds=self._thresholds(thresholds_of(fits)), calibration=scores)
+            raw = result.report
+            result = write_golden_report(golden.dataset, predictions, candidate, self.report.run_dir, raw.model)
         self.report.thresholds = {"metric": metric, "target": target,
-                                  "classes": {name: fit.to_json() for name, fit in fits.items()}}
+                                  "classes": {name: fit.to_json() for name, fit in fits.items()},
+                                  MANIFEST_KEY: scores.to_json(),  # fitted on the golden set: its ECE is in-sample
+                                  "golden_ece": {"raw": raw.reliability()[OVERALL].ece,
+                                                 "calibrated": result.report.reliability()[OVERALL].ece}}
         self._record_evaluation("candidate", result, len(golden.dataset.samples))
         return fits, candidate, result
+
+    def _truth(self, golden: GoldenSet) -> list[Detections]:
+        from finetune.evaluate import align_ground_truth
+
+        return align_ground_truth(golden.dataset, self.class_names)
 
     # ----- decision and promotion -----------------------------------------------------------------------------------
     def _gate(self, golden: GoldenSet, results: dict[str, GoldenResult]) -> bool:
         """Judge the candidate against the current model; a failed gate ends the run REJECTED."""
-        from finetune.evaluate import align_ground_truth
-
         rules = GateRules(self.cfg.ap_margin, self.cfg.min_map50_delta, self.cfg.bootstrap_resamples, self.cfg.seed)
         with self.step("gate") as record:
-            truth = align_ground_truth(golden.dataset, self.class_names)
+            truth = self._truth(golden)
             current, candidate = (Judged(scores_of(results[name].report), results[name].predictions)
                                   for name in ("current", "candidate"))
             gate = judge(truth, self.class_names, current, candidate, rules)
@@ -318,13 +335,16 @@ class Recalibration:
                                   + "; ".join(gate["failures"]))
         return bool(gate["passed"])
 
-    def _promote(self, candidate: Path, fits: dict[str, ThresholdFit], report: Any) -> str:
-        """Store the candidate (with its ONNX export on an onnx line) and, unless told not to, make it current."""
+    def _promote(self, candidate: Path, fits: dict[str, ThresholdFit], calibration: ScoreCalibration, report: Any
+                 ) -> str:
+        """Store the candidate (with its ONNX export on an onnx line, its thresholds and score calibration in the
+        manifest) and, unless told not to, make it current."""
         with self.step("promote") as record:
             metrics = {**scores_of(report), "golden_set": self.report.data["golden"]}
             version = self.store.add_adapter(candidate, parent=self.report.current, metrics=metrics,
                                              thresholds=thresholds_of(fits),
-                                             extra={"recalibration_run": self.report.run_id})
+                                             extra={"recalibration_run": self.report.run_id,
+                                                    MANIFEST_KEY: calibration.to_json()})
             self.report.candidate = version
             record["version"] = version
             if not self.options.promote:

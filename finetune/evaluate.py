@@ -2,8 +2,9 @@
 
 `evaluate(detector, dataset, out_dir)` runs the detector over the set (batched), scores the predictions with
 `finetune.metrics.score_predictions` (faster-coco-eval on the detector's real per-box scores), and writes
-`metrics.json`, `confusion_matrix.json`, `pr_curves.json` and PNG plots (`finetune.plots`) plus a few annotated
-frames to `out_dir`. The scoring itself has no I/O and lives in `finetune.metrics`, so the recalibration run can
+`metrics.json` (with the scores' calibration error, `score_calibration`), `confusion_matrix.json`, `pr_curves.json`
+and PNG plots (`finetune.plots`: PR curves, confusion matrix, reliability diagram) plus a few annotated frames to
+`out_dir`. The scoring itself has no I/O and lives in `finetune.metrics`, so the recalibration run can
 reuse it on cached predictions.
 """
 
@@ -112,11 +113,14 @@ def write_report(report: EvalReport, out_dir: Path, options: EvalOptions = EvalO
     report.files.update({"metrics": "metrics.json", "confusion_matrix": "confusion_matrix.json",
                          "pr_curves": "pr_curves.json"})
     if options.plots:
-        from finetune.plots import plot_confusion_matrix, plot_pr_curves
+        from finetune.plots import plot_confusion_matrix, plot_pr_curves, plot_reliability
 
         plot_pr_curves(report.pr, report.coco.per_class_ap50, out_dir / "pr_curves.png", report.iou)
         plot_confusion_matrix(report.confusion, [*report.class_names, BACKGROUND], out_dir / "confusion_matrix.png")
-        report.files.update({"pr_curves_png": "pr_curves.png", "confusion_matrix_png": "confusion_matrix.png"})
+        plot_reliability(report.reliability(), out_dir / "reliability.png",
+                         f"Score reliability (real: IoU >= {report.iou:g} with a box of its class)")
+        report.files.update({"pr_curves_png": "pr_curves.png", "confusion_matrix_png": "confusion_matrix.png",
+                             "reliability_png": "reliability.png"})
     _write_json(out_dir / "metrics.json", report.to_json())
 
 

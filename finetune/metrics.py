@@ -6,7 +6,8 @@ false rejects, and the `EvalReport` that holds them.
 - `class_pr_data(...)` -> per class, every prediction's score and whether it was a true positive at an IoU
   (what threshold fitting needs), and `ClassPR.curve()` for precision/recall at every score cut,
 - `coco_metrics(...)`: mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP through faster-coco-eval,
-- `confusion_matrix(...)` and `false_rejects(...)` at the operating thresholds.
+- `confusion_matrix(...)` and `false_rejects(...)` at the operating thresholds,
+- `EvalReport.reliability()`: how calibrated the box scores are (ECE, reliability bins; `finetune.reliability`).
 
 Operating thresholds (`thresholds`): one float for every class or a per-class mapping (unlisted classes get
 `DEFAULT_THRESHOLD`). mAP and PR data use every prediction whatever its score; the confusion matrix, the operating
@@ -23,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.detections import Detections, box_iou
+from finetune.reliability import Reliability, calibration_json, class_reliability
 
 DEFAULT_THRESHOLD = 0.5
 BACKGROUND = "background"
@@ -267,6 +269,10 @@ class EvalReport:
     def per_class(self) -> dict[str, float | None]:
         return self.coco.per_class
 
+    def reliability(self) -> dict[str, Reliability]:
+        """Reliability bins and ECE of the box scores, per class and overall, from the same matches as the PR data."""
+        return class_reliability(self.pr)
+
     def confusion_json(self) -> dict[str, Any]:
         return {"labels": [*self.class_names, BACKGROUND], "rows": "ground truth", "columns": "prediction",
                 "iou": self.iou, "thresholds": self.thresholds, "matrix": self.confusion.tolist()}
@@ -277,6 +283,7 @@ class EvalReport:
             "per_class": self.coco.per_class, "per_class_ap50": self.coco.per_class_ap50,
             "operating_point": {name: pr.at_threshold(self.thresholds[name]) for name, pr in self.pr.items()},
             "false_rejects": self.false_rejects, "confusion_matrix": self.confusion_json(),
+            "score_calibration": calibration_json(self.reliability()),
             "iou": self.iou, "thresholds": self.thresholds, "model": self.model, **self.counts, "files": self.files,
         }
 

@@ -23,6 +23,7 @@ from agent.detections import Detections
 
 if TYPE_CHECKING:
     from finetune.metrics import ClassPR
+    from finetune.reliability import Reliability
 
 GT_COLOUR = (0, 200, 0)  # BGR green
 
@@ -48,6 +49,29 @@ def plot_pr_curves(
     _finish_axes(ax, "recall", "precision", f"Precision-recall per class (IoU {iou:g})")
     if drawn:
         ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_reliability(curves: Mapping[str, Reliability], path: Path, title: str = "Score reliability") -> Path:
+    """Fraction of boxes that are real against their mean score, per score bin: bars for all boxes, a line per
+    class; on the diagonal a score means what it says. Bins with no box are left out."""
+    from finetune.reliability import OVERALL
+
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for name, curve in curves.items():
+        used = curve.count > 0
+        ece = f"ECE {curve.ece:.3f}" if curve.ece is not None else "no boxes"
+        label = f"{name} ({ece}, {curve.boxes} boxes)"
+        if name == OVERALL:
+            width = float(curve.edges[1] - curve.edges[0])
+            ax.bar(curve.edges[:-1][used], curve.fraction_real[used], width=width, align="edge", alpha=0.3,
+                   edgecolor="tab:blue", label=label)
+        else:
+            ax.plot(curve.mean_score[used], curve.fraction_real[used], "o-", markersize=4, label=label)
+    _finish_axes(ax, "score (bin mean for classes, bin edges for all boxes)", "fraction of boxes that are real",
+                 title)
+    ax.legend(loc="upper left", fontsize=8)
     return _save(fig, path)
 
 

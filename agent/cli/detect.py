@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from agent.detector.score_calibration import ScoreCalibration
+
 
 def detect(
     images: list[Path] = typer.Argument(..., help="image files (anything OpenCV reads)"),
@@ -19,16 +21,22 @@ def detect(
     batch: int = typer.Option(4, "--batch", min=1, help="frames per forward pass"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     backend: str = typer.Option("torch-eager", "--backend", help="detector backend"),
+    raw_scores: bool = typer.Option(False, "--raw-scores", help="print the detector's raw scores, not the "
+                                    "calibrated ones the daemon publishes (the model's calibration.json, or the "
+                                    "adapter's manifest)"),
 ) -> None:
     """Detect defects in images: one JSON line per image on stdout."""
     from agent.annotate import write_annotated
     from agent.detector.base import DetectorError
     from agent.detector.factory import create_detector
+    from agent.detector.score_calibration import CalibrationError, calibrated
     from agent.imageio import ImageReadError, read_image
 
     try:
         detector = create_detector(backend, model, adapter, classes.split(",") if classes else None, device=device)
-    except DetectorError as exc:
+        if not raw_scores:
+            detector = calibrated(detector, score_calibration_of(model, adapter))
+    except (DetectorError, CalibrationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     failures = 0
@@ -54,3 +62,18 @@ def detect(
     sys.stdout.flush()
     if failures:
         raise typer.Exit(code=1)
+
+
+def score_calibration_of(model: str, adapter: Path | None) -> ScoreCalibration:
+    """What the daemon would apply: an adapter's manifest calibration (a store version), else the model folder's."""
+    from agent.detector.base import DetectorError
+    from agent.detector.score_calibration import manifest_calibration, read_calibration
+    from agent.store.files import StoreError
+    from agent.store.manifest import MANIFEST, read_manifest
+
+    if adapter is not None and (adapter / MANIFEST).is_file():
+        try:
+            return manifest_calibration(read_manifest(adapter).extra, adapter / MANIFEST)
+        except StoreError as exc:
+            raise DetectorError(str(exc)) from exc
+    return read_calibration(model) if Path(model).is_dir() else ScoreCalibration()

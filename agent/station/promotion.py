@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.detector.score_calibration import MANIFEST_KEY
 from agent.store.files import StoreError
 from agent.store.model_store import AdapterEntry, ModelStore
 
@@ -52,7 +53,8 @@ def find_candidate(store: ModelStore, run_dir: Path, report: dict[str, Any]) -> 
 def stored_candidate(store: ModelStore, run_dir: Path, report: dict[str, Any],
                      extra: dict[str, Any] | None = None) -> str:
     """The run's candidate as a store version (`find_candidate`), else added now from the run folder with the
-    run's golden-set metrics and fitted thresholds in its manifest (and `extra`, e.g. who overrode the gate)."""
+    run's golden-set metrics, fitted thresholds and score calibration in its manifest (and `extra`, e.g. who
+    overrode the gate)."""
     found = find_candidate(store, run_dir, report)
     if found is not None:
         return found
@@ -65,10 +67,12 @@ def stored_candidate(store: ModelStore, run_dir: Path, report: dict[str, Any],
     golden = (report.get("data") or {}).get("golden")
     if golden:  # as the run records it when it promotes by itself
         metrics["golden_set"] = golden
-    classes = (report.get("thresholds") or {}).get("classes") or {}
-    thresholds = {name: float(fit["threshold"]) for name, fit in classes.items() if "threshold" in fit}
+    fitted = report.get("thresholds") or {}
+    thresholds = {name: float(fit["threshold"]) for name, fit in (fitted.get("classes") or {}).items()
+                  if "threshold" in fit}
+    scores = {MANIFEST_KEY: fitted[MANIFEST_KEY]} if MANIFEST_KEY in fitted else {}  # thresholds were fitted on them
     return store.add_adapter(source, parent=report.get("current"), metrics=metrics, thresholds=thresholds,
-                             extra={RUN_KEY: run_id, **(extra or {})})
+                             extra={RUN_KEY: run_id, **scores, **(extra or {})})
 
 
 def switch(store: ModelStore, change: Callable[[ModelStore], Any], reload_model: Callable[[], str]

@@ -41,10 +41,15 @@ def evaluate_command(
     classes: str | None = typer.Option(None, "--classes", help="model class names (default: the model's classes.txt)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     backend: str = typer.Option("torch-eager", "--backend", help="detector backend"),
+    raw_scores: bool = typer.Option(False, "--raw-scores",
+                                    help="ignore the model's calibration.json: judge the detector's own scores"),
 ) -> None:
-    """Evaluate a detector: COCO mAP, per-class AP, PR curves, confusion matrix, false rejects on good frames."""
+    """Evaluate a detector: COCO mAP, per-class AP, PR curves, confusion matrix, false rejects on good frames, and
+    how calibrated its scores are (ECE, reliability diagram). Scores are calibrated with the model directory's
+    calibration.json when it has one, as the daemon publishes them."""
     from agent.detector.base import DetectorError
     from agent.detector.factory import create_detector
+    from agent.detector.score_calibration import IDENTITY, calibrated, read_calibration
     from agent.imageio import ImageReadError
     from finetune.data import AnnotationError, read_dataset
     from finetune.evaluate import EvalOptions, evaluate
@@ -53,12 +58,16 @@ def evaluate_command(
     cut = parse_thresholds(thresholds)
     try:
         dataset = read_dataset(data_format.value, data, progress=rich_progress)
-        detector = create_detector(backend, model, adapter, classes.split(",") if classes else None, device=device)
+        calibration = IDENTITY if raw_scores else read_calibration(model)
+        detector = calibrated(create_detector(backend, model, adapter, classes.split(",") if classes else None,
+                                              device=device), calibration)
         report = evaluate(detector, dataset, out, cut, EvalOptions(iou=iou, batch_size=batch,
                                                                    annotated_frames=annotated), rich_progress)
     except (AnnotationError, DetectorError, EvalError, ImageReadError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+    if not calibration.is_identity:
+        typer.echo(f"scores calibrated with {model}/calibration.json (--raw-scores to judge the detector's own)")
     typer.echo(summary(report.to_json(), out))
 
 
@@ -71,4 +80,15 @@ def summary(metrics: dict[str, Any], out: Path) -> str:
     return (f"{metrics['images']} images, {metrics['gt_boxes']} boxes: mAP {metrics['map']:.3f}, "
             f"mAP50 {metrics['map50']:.3f}\nAP per class: {per_class}\n"
             f"false rejects: {fr['count']} of {fr['known_good_frames']} known-good frames ({rate})\n"
+            f"{calibration_line(metrics['score_calibration'])}\n"
             f"report written to {out}/metrics.json")
+
+
+def calibration_line(calibration: dict[str, Any]) -> str:
+    """ECE of the box scores, overall and per class (`-`: no predicted box of that class)."""
+    def ece(value: float | None) -> str:
+        return f"{value:.3f}" if value is not None else "-"
+
+    per_class = ", ".join(f"{name} {ece(value)}" for name, value in calibration["per_class_ece"].items())
+    return (f"score calibration error (ECE, {calibration['binning']}, {calibration['boxes']} boxes): "
+            f"{ece(calibration['ece'])}; per class: {per_class}")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from agent.config import ModelConfig, Settings
+from agent.detections import Detections
 from agent.detector.base import DetectorError
+from agent.detector.score_calibration import IDENTITY, ClassCalibration, ScoreCalibration
 from agent.model_choice import ModelChoice, choose_model, thresholds_for
 from agent.store.files import StoreError
 from agent.store.model_store import ModelStore
@@ -77,3 +82,63 @@ def test_an_onnx_line_serves_the_store_versions_export(tmp_path: Path, monkeypat
     monkeypatch.setattr("agent.model_choice.create_detector", lambda *args, **kw: built.append(args))
     detector_from_settings(line, choice)
     assert built == [("onnx", choice.export, None, ["scratch", "hole", "stain"])]
+
+
+# ----- score calibration: it goes with the thresholds that were fitted on it ------------------------------------------
+SCRATCH = ClassCalibration(True, slope=2.0, offset=1.0, reason="Platt scaling on 40 boxes")
+
+
+def test_the_model_directorys_calibration_serves_the_base_model_and_a_config_adapter(tmp_path: Path) -> None:
+    base = make_base(tmp_path / "base")
+    assert choose_model(settings(tmp_path)).calibration.is_identity  # none written: raw scores
+    calibration = ScoreCalibration({"scratch": SCRATCH})
+    (base / "calibration.json").write_text(json.dumps(calibration.to_json()))
+    assert choose_model(settings(tmp_path)).calibration == calibration
+    assert choose_model(settings(tmp_path, adapter=tmp_path / "x")).calibration == calibration
+
+
+def test_a_store_version_serves_its_own_calibration_and_one_fitted_without_serves_raw_scores(tmp_path: Path) -> None:
+    store = ModelStore.in_state_dir(tmp_path / "state")
+    store.set_base(make_base(tmp_path / "base"))
+    (tmp_path / "base" / "calibration.json").write_text(json.dumps(ScoreCalibration({"hole": SCRATCH}).to_json()))
+    store.promote(store.add_adapter(make_adapter(tmp_path / "old"), thresholds={"scratch": 0.3}))
+    assert choose_model(settings(tmp_path)).calibration == IDENTITY  # its thresholds were fitted on raw scores
+    own = ScoreCalibration({"scratch": SCRATCH})
+    store.promote(store.add_adapter(make_adapter(tmp_path / "new"), extra={"score_calibration": own.to_json()}))
+    assert choose_model(settings(tmp_path)).calibration == own
+
+
+def test_a_malformed_calibration_refuses_the_model_naming_the_file(tmp_path: Path) -> None:
+    base = make_base(tmp_path / "base")
+    (base / "calibration.json").write_text('{"format": "edge-inspect.score-calibration/1", "method": "platt", '
+                                           '"classes": {"hole": {"fitted": true, "slope": 0, "offset": 1}}}')
+    with pytest.raises(DetectorError, match=r"base/calibration.json: class 'hole': slope must be > 0"):
+        choose_model(settings(tmp_path))
+    (base / "calibration.json").unlink()
+    store = ModelStore.in_state_dir(tmp_path / "state")
+    store.set_base(base)
+    store.promote(store.add_adapter(make_adapter(tmp_path / "a"), extra={"score_calibration": {"format": "x"}}))
+    with pytest.raises(StoreError, match=r"v0001/manifest.json \(score_calibration\): expected an object with format"):
+        choose_model(settings(tmp_path))
+
+
+class FixedDetector:
+    class_names: tuple[str, ...] = ("scratch", "hole", "stain")
+    version = "fixed"
+
+    def detect(self, frames: list[npt.NDArray[np.uint8]]) -> list[Detections]:
+        return [Detections.from_labels(["scratch", "hole"], [[0, 0, 9, 9]] * 2, self.class_names, (32, 32),
+                                       score=[0.2, 0.2]) for _ in frames]
+
+
+def test_the_daemons_detector_publishes_the_chosen_calibrations_scores(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.model_choice import detector_from_settings
+
+    monkeypatch.setattr("agent.model_choice.create_detector", lambda *args, **kw: FixedDetector())
+    line = settings(tmp_path)
+    raw = detector_from_settings(line, ModelChoice(None, {}, "base"))
+    assert isinstance(raw, FixedDetector)
+    choice = ModelChoice(None, {}, "base", calibration=ScoreCalibration({"scratch": SCRATCH}))
+    (dets,) = detector_from_settings(line, choice).detect([np.zeros((32, 32, 3), dtype=np.uint8)])
+    assert dets.score.tolist() == pytest.approx([float(SCRATCH(0.2)), 0.2])  # scratch calibrated, hole raw

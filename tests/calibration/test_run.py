@@ -118,6 +118,48 @@ def test_a_candidate_that_changes_nothing_is_never_promoted(tmp_path: Path) -> N
     assert "does not improve (+0.000)" in run.report.reason and "keeps serving" in run.report.reason
 
 
+def test_the_thresholds_step_calibrates_scores_first_and_the_promoted_version_serves_them(tmp_path: Path) -> None:
+    """40 golden frames with one scratch each; the candidate finds every one at a raw score of 0.30-0.34 and adds a
+    false box at 0.25-0.29: half its boxes are real, but its scores say ~30 %."""
+    import cv2
+
+    from agent.model_choice import choose_model
+    from calibration.evaluation import Contender
+    from tests.agent.store.helpers import make_adapter, make_base
+
+    base = make_base(tmp_path / "base")
+    truth = [Detections.from_labels(["scratch"], [[8, 8, 30, 30]], CLASSES, (64, 64)) for _ in range(40)]
+    samples = []
+    for i, t in enumerate(truth):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((64, 64, 3), dtype=np.uint8))
+        samples.append(Sample(tmp_path / f"{i}.png", t))
+    golden = GoldenSet(Dataset(CLASSES, samples), list(range(40)))
+    raw = [Detections.from_labels(["scratch", "scratch"], [[8, 8, 30, 30], [40, 40, 60, 60]], CLASSES, (64, 64),
+                                  score=[0.30 + (i % 5) / 100, 0.25 + (i % 5) / 100]) for i in range(40)]
+    run = Recalibration(settings_for(tmp_path, base, None), RunOptions())
+    run.report.run_dir.mkdir(parents=True)
+    candidate = Contender("candidate", None, run._thresholds({}))
+    result = GoldenResult(score_predictions(truth, raw, CLASSES), raw)
+
+    fits, candidate, result = run._fit_thresholds(golden, candidate, result, run._thresholds({}))
+    scratch = candidate.calibration.classes["scratch"]
+    assert scratch.fitted and not candidate.calibration.classes["hole"].fitted  # no hole boxes: raw, and says so
+    assert run.report.thresholds["score_calibration"] == candidate.calibration.to_json()
+    ece = run.report.thresholds["golden_ece"]
+    assert ece["raw"] > 0.15 and ece["calibrated"] < 0.1
+    expected = [candidate.calibration.apply(d).score.tolist() for d in raw]
+    assert [d.score.tolist() for d in result.predictions] == expected
+    calibrated_scores = {round(float(s), 6) for d in result.predictions for s in d.score}
+    assert fits["scratch"].fitted and round(fits["scratch"].threshold, 6) in calibrated_scores  # on calibrated ones
+    assert (run.report.run_dir / "candidate" / "reliability.png").is_file()
+
+    run.report.data["golden"] = {"frames": 40}
+    run.store.set_base(base)
+    version = run._promote(make_adapter(tmp_path / "adapter"), fits, candidate.calibration, result.report)
+    choice = choose_model(run.settings)
+    assert choice.source == f"store:{version}" and choice.calibration == candidate.calibration
+
+
 def test_without_labelled_frames_there_is_nothing_to_learn(tiny_model_dir: Path, tmp_path: Path) -> None:
     write_set(frames(8, 1), tmp_path / "golden")
     settings = settings_for(tmp_path, tiny_model_dir, tmp_path / "golden")
@@ -264,7 +306,7 @@ def assert_report_shows_the_comparison(saved: dict[str, Any], run_dir: Path) -> 
     for name in ("current", "candidate"):
         scores = saved["evaluation"][name]
         assert {"map", "map50", "per_class", "per_class_ap50"} <= set(scores)
-        for plot in ("pr_curves", "confusion_matrix"):
+        for plot in ("pr_curves", "confusion_matrix", "reliability"):
             assert (run_dir / saved["files"][f"{name}_{plot}"]).is_file()
     assert saved["evaluation"]["backend"] == "torch-eager"
     gate = saved["gate"]

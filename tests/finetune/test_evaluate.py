@@ -181,6 +181,30 @@ def test_report_files_are_written(dataset: Dataset, tmp_path: Path) -> None:
     assert read_image(annotated[0]).shape == (96, 96, 3)
 
 
+def scored(score: float) -> Transform:
+    """The ground-truth boxes, each with `score`."""
+    def apply(dets: Detections) -> Detections:
+        return Detections(dets.xyxy, dets.class_id, np.full(len(dets), score), dets.class_names, dets.image_size)
+    return apply
+
+
+def test_the_report_says_how_calibrated_the_scores_are_and_draws_the_reliability_diagram(dataset: Dataset,
+                                                                                         tmp_path: Path) -> None:
+    options = EvalOptions(batch_size=4, annotated_frames=0, plots=True)
+    report = evaluate(OracleDetector(dataset, scored(0.5)), dataset, tmp_path, options=options)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    calibration = metrics["score_calibration"]
+    assert calibration["ece"] == pytest.approx(0.5)  # every box is real but says 50 %
+    assert calibration["boxes"] == report.counts["detections"] and calibration["binning"] == "10 equal-width score bins"
+    present = {name for s in dataset.samples for name in s.detections.labels}
+    assert {name for name, ece in calibration["per_class_ece"].items() if ece is not None} == present
+    assert metrics["files"]["reliability_png"] == "reliability.png"
+    assert read_image(tmp_path / "reliability.png").shape[0] > 100
+
+    right = evaluate(OracleDetector(dataset, add_false_alarm(0.0)), dataset, tmp_path / "right", options=options)
+    assert right.reliability()["overall"].ece == pytest.approx(0.0)  # real boxes at 1.0, false alarms at 0.0
+
+
 def test_annotated_frames_are_the_ones_with_most_errors(dataset: Dataset, tmp_path: Path) -> None:
     def nothing(dets: Detections) -> Detections:
         return Detections.empty(dets.class_names, dets.image_size)
@@ -224,6 +248,32 @@ def test_cli_evaluates_a_tiny_model_end_to_end(tiny_model_dir: Path, tmp_path: P
     assert metrics["thresholds"] == {"scratch": 0.3, "hole": 0.6, "stain": 0.5}
     assert len(list((tmp_path / "report" / "annotated").glob("*.png"))) == 2
     assert (tmp_path / "report" / "pr_curves.png").stat().st_size > 0
+
+
+def test_cli_publishes_calibrated_scores_unless_told_not_to_and_names_a_corrupt_calibration(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from agent.detector.score_calibration import ClassCalibration, ScoreCalibration
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    calibration = ScoreCalibration({"scratch": ClassCalibration(True, 2.0, 1.0, "Platt scaling on 40 boxes")})
+    (model / "calibration.json").write_text(json.dumps(calibration.to_json()))
+    runner = CliRunner()
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["data", "synth", "--out", str(data), "--count", "2", "--size", "64"]).exit_code == 0
+    command = ["evaluate", "--model", str(model), "--data", str(data), "--annotated", "0", "--device", "cpu"]
+
+    result = runner.invoke(app, [*command, "--out", str(tmp_path / "calibrated")])
+    assert result.exit_code == 0, result.output
+    assert f"scores calibrated with {model}/calibration.json" in result.output
+    assert "score calibration error (ECE, 10 equal-width score bins" in result.output
+    raw = runner.invoke(app, [*command, "--out", str(tmp_path / "raw"), "--raw-scores"])
+    assert raw.exit_code == 0 and "scores calibrated" not in raw.output
+
+    (model / "calibration.json").write_text("{broken")
+    broken = runner.invoke(app, [*command, "--out", str(tmp_path / "broken")])
+    assert broken.exit_code == 2 and f"{model}/calibration.json is not JSON" in broken.output
 
 
 def test_cli_rejects_a_malformed_threshold(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from agent.cli import app
+from agent.cli.detect import score_calibration_of
 
 
 def write_images(folder: Path, n: int) -> list[Path]:
@@ -57,3 +59,20 @@ def test_a_missing_model_directory_exits_2_with_the_path(tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["detect", "--model", str(tmp_path / "no-model"), str(good)])
     assert result.exit_code == 2
     assert str(tmp_path / "no-model") in result.output
+
+
+def test_detect_prints_the_calibrated_scores_the_daemon_publishes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    names = (model / "classes.txt").read_text().split()
+    calibration = {"format": "edge-inspect.score-calibration/1", "method": "platt",
+                   "classes": {n: {"fitted": True, "slope": 1.0, "offset": 0.0} for n in names}}
+    (model / "calibration.json").write_text(json.dumps(calibration))
+    assert score_calibration_of(str(model), None).of(names[0]).fitted
+    assert score_calibration_of(str(tiny_model_dir), None).is_identity  # no file: raw scores
+    (model / "calibration.json").write_text("{half")
+    (good,) = write_images(tmp_path, 1)
+    result = CliRunner().invoke(app, ["detect", "--model", str(model), str(good)])
+    assert result.exit_code == 2 and "calibration.json is not JSON" in result.output
+    raw = CliRunner().invoke(app, ["detect", "--model", str(model), "--raw-scores", str(good)])
+    assert raw.exit_code == 0, raw.output

@@ -48,6 +48,17 @@ def test_a_candidate_is_added_once_with_the_runs_metrics_and_thresholds(store: M
     assert manifest.extra["recalibration_run"] == RUN and manifest.extra["override"]["by"] == "tech"
 
 
+def test_an_overridden_candidate_keeps_the_score_calibration_its_thresholds_were_fitted_on(
+        store: ModelStore, tmp_path: Path) -> None:
+    from agent.detector.score_calibration import ClassCalibration, ScoreCalibration, manifest_calibration
+
+    run_dir, report = run_dir_with(tmp_path, passed=False)
+    calibration = ScoreCalibration({"scratch": ClassCalibration(True, 1.5, 2.0, "Platt scaling on 30 boxes")})
+    report["thresholds"]["score_calibration"] = calibration.to_json()
+    version = stored_candidate(store, run_dir, report, {"override": {"by": "tech", "reason": "new lighting"}})
+    assert manifest_calibration(store.manifest(version).extra, version) == calibration
+
+
 def test_the_version_a_run_stored_itself_is_used_as_it_is(store: ModelStore, tmp_path: Path) -> None:
     own = add(store, tmp_path, "own")
     run_dir, report = run_dir_with(tmp_path, passed=True, candidate=own)
