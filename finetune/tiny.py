@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -103,6 +104,15 @@ def build_tokenizer(class_names: Sequence[str], vocab_size: int = 400) -> BartTo
     return fast
 
 
+def can_spell(tokenizer: Any, name: str) -> bool:
+    """True when `name` survives `tokenizer` unchanged: no unknown token, and decoding gives it back byte for byte.
+
+    A byte-level BPE (ours, BART's, Florence-2's) spells every string; a word-piece vocabulary may not."""
+    ids = tokenizer(name, add_special_tokens=False).input_ids
+    unknown = tokenizer.unk_token_id
+    return bool(ids) and unknown not in ids and tokenizer.decode(ids) == name
+
+
 def build_processor(tokenizer: BartTokenizerFast, spec: TinySpec) -> Florence2Processor:
     size = {"height": spec.image_size, "width": spec.image_size}
     image_processor = CLIPImageProcessorPil(
@@ -168,8 +178,16 @@ def build_tiny_model(
 
 
 def check_class_names(class_names: Sequence[str]) -> None:
+    """Names that classes.txt and the `<OD>` answer can carry: non-empty, unique, no surrounding blanks, no `<`/`>`
+    (they delimit `<loc_N>` tokens) and no line breaks (classes.txt holds one name per line)."""
     if not class_names or any(not name.strip() for name in class_names):
         raise ValueError(f"class names must be non-empty strings, got {list(class_names)!r}")
+    bad = [n for n in class_names if n != n.strip() or any(c in n for c in "<>\n\r")]
+    if bad:
+        raise ValueError(f"class name {bad[0]!r}: no leading/trailing blanks, '<', '>' or line breaks allowed")
+    repeated = sorted({n for n in class_names if list(class_names).count(n) > 1})
+    if repeated:
+        raise ValueError(f"class name(s) {repeated} appear more than once")
 
 
 def save_model(model: Florence2ForConditionalGeneration, processor: Florence2Processor, class_names: Sequence[str],

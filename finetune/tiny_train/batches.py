@@ -5,19 +5,30 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from agent.capture.synthetic import SyntheticFrame
 from agent.detections import Detections
 from agent.detector.loc import to_bins, to_loc_text
 from finetune.losses import label_ids
 
 TASK = "<OD>"
+
+
+class TrainFrame(Protocol):
+    """What the recipe trains on: a BGR (or grey) uint8 image and its boxes in that image's pixels.
+
+    `SyntheticFrame`s and `finetune.tiny_train.dataset_frames.DatasetFrames` (a user's data set) both are."""
+
+    @property
+    def image(self) -> npt.NDArray[np.uint8]: ...
+
+    @property
+    def detections(self) -> Detections: ...
 
 
 @dataclass
@@ -89,16 +100,16 @@ class TinyBatcher:
         self.flip = flip
 
     def pixels(self, images: Sequence[npt.NDArray[np.uint8]]) -> torch.Tensor:
-        """BGR frames -> normalised RGB tensor (the same transform as `Florence2Detector.preprocess`)."""
+        """BGR (or grey) frames -> normalised RGB tensor (the same transform as `Florence2Detector.preprocess`)."""
         batch = []
         for image in images:
-            rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB)
             if rgb.shape[1::-1] != self.size:
                 rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_CUBIC)
             batch.append((rgb.astype(np.float32) * self.scale - self.mean) / self.std)
         return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
 
-    def __call__(self, frames: Sequence[SyntheticFrame], rng: np.random.Generator) -> TinyBatch:
+    def __call__(self, frames: Sequence[TrainFrame], rng: np.random.Generator) -> TinyBatch:
         images, texts, classes, boxes = [], [], [], []
         for frame in frames:
             image, dets = frame.image, frame.detections

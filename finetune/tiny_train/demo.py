@@ -17,7 +17,7 @@ class DemoRecipe:
     classes: tuple[str, ...] = ("scratch", "hole", "stain")
     image_size: int = 128
     patch_strides: tuple[int, ...] = (4, 2, 1)  # 16 x 16 token grid
-    train_frames: int = 1000
+    train_frames: int = 4000
     eval_frames: int = 50
     max_defects: int = 2
     defect_free_fraction: float = 0.2
@@ -25,6 +25,8 @@ class DemoRecipe:
     lr: float = 2e-3
     batch_size: int = 16
     aligned_init: bool = True
+    loc_sigma: float = 4.0
+    loc_sigma_final: float = 1.5  # sharpen the <loc> targets as training goes (wide early, narrow late)
 
     def generator(self, seed: int) -> Any:
         from agent.capture.synthetic import SyntheticGenerator
@@ -43,7 +45,8 @@ def build_demo_model(out_dir: Path, steps: int = 500, seed: int = 0, recipe: Dem
     build_tiny_model(recipe.classes, Path(out_dir), spec)
     frames = recipe.generator(seed).frames(recipe.train_frames)
     config = TinyTrainConfig(steps=steps, batch_size=recipe.batch_size, seed=seed, lr=recipe.lr,
-                             aligned_init=recipe.aligned_init)
+                             aligned_init=recipe.aligned_init, loc_sigma=recipe.loc_sigma,
+                             loc_sigma_final=recipe.loc_sigma_final)
     result = train_tiny(Path(out_dir), frames, config, progress)
     unseen = recipe.generator(seed + recipe.eval_seed_offset).frames(recipe.eval_frames)
     return result, evaluate_frames(Path(out_dir), unseen)

@@ -11,10 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from agent.capture.synthetic import SyntheticFrame
 from agent.detections import Detections, box_iou
 from agent.detector.loc import from_loc_text
-from finetune.tiny_train.batches import TASK, TinyBatcher, grid_size
+from finetune.tiny_train.batches import TASK, TinyBatcher, TrainFrame, grid_size
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def match_count(pred: Detections, truth: Detections, iou: float = 0.5) -> int:
     return matches
 
 
-def evaluate_frames(model_dir: Path, frames: Sequence[SyntheticFrame], iou: float = 0.5) -> EvalResult:
+def evaluate_frames(model_dir: Path, frames: Sequence[TrainFrame], iou: float = 0.5) -> EvalResult:
     """Load a saved model and measure greedy generation on `frames` (precision/recall at `iou`)."""
     from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
@@ -81,7 +80,7 @@ def evaluate_frames(model_dir: Path, frames: Sequence[SyntheticFrame], iou: floa
     return evaluate_model(model, processor, frames, iou)
 
 
-def evaluate_model(model: Any, processor: Any, frames: Sequence[SyntheticFrame], iou: float = 0.5) -> EvalResult:
+def evaluate_model(model: Any, processor: Any, frames: Sequence[TrainFrame], iou: float = 0.5) -> EvalResult:
     texts = generate_texts(model, processor, [f.image for f in frames])
     tp = predicted = truth = unparsed = 0
     for frame, text in zip(frames, texts):

@@ -13,12 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from agent.capture.synthetic import SyntheticFrame
 from agent.detector.loc import LOC_BINS
 from agent.modeldir import MissingClassList, read_class_names, write_class_names
 from finetune.losses import sequence_loss, soft_loc_targets
 from finetune.tiny_train.aligned_init import align_position_init
-from finetune.tiny_train.batches import TASK, TinyBatch, TinyBatcher, grid_size
+from finetune.tiny_train.batches import TASK, TinyBatch, TinyBatcher, TrainFrame, grid_size
 from finetune.tiny_train.heads import AuxHeads, cell_losses
 
 Progress = Callable[[int, int, dict[str, float]], None]
@@ -36,6 +35,7 @@ class TinyTrainConfig:
     warmup_steps: int = 30
     weight_decay: float = 0.01
     loc_sigma: float = 4.0  # std of the Gaussian soft target over <loc> bins, in bins
+    loc_sigma_final: float | None = None  # anneal sigma linearly to this by the last step (wide early, sharp late)
     cell_class_weight: float = 1.0
     background_weight: float = 0.2
     cell_box_weight: float = 1.0
@@ -104,7 +104,7 @@ class TinyTrainer:
         total = lm + self.config.cell_class_weight * cls + self.config.cell_box_weight * box
         return {"loss": total, "lm": lm, "cell_class": cls, "cell_box": box}
 
-    def fit(self, frames: Sequence[SyntheticFrame], progress: Progress | None = None, log_every: int = 25
+    def fit(self, frames: Sequence[TrainFrame], progress: Progress | None = None, log_every: int = 25
             ) -> TrainResult:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -115,6 +115,7 @@ class TinyTrainer:
         start = time.perf_counter()
         values: dict[str, float] = {}
         for step in range(cfg.steps):
+            self.anneal_sigma(step)
             chosen = rng.choice(len(frames), size=min(cfg.batch_size, len(frames)), replace=False)
             losses = self.losses(self.batcher([frames[i] for i in chosen], rng))
             optimizer.zero_grad(set_to_none=True)
@@ -129,6 +130,14 @@ class TinyTrainer:
                 progress(step + 1, cfg.steps, values)
         self.model.eval()
         return TrainResult(cfg.steps, time.perf_counter() - start, values, history, asdict(cfg))
+
+    def anneal_sigma(self, step: int, every: int = 50) -> None:
+        """Narrow the `<loc>` soft targets from `loc_sigma` to `loc_sigma_final` (rebuilt every `every` steps)."""
+        cfg = self.config
+        if cfg.loc_sigma_final is None or step % every:
+            return
+        fraction = step / max(1, cfg.steps - 1)
+        self.soft = soft_loc_targets(cfg.loc_sigma + (cfg.loc_sigma_final - cfg.loc_sigma) * fraction)
 
     def trainable(self) -> list[nn.Parameter]:
         return list(self.model.parameters()) + list(self.heads.parameters())
@@ -159,7 +168,7 @@ def model_class_names(model_dir: Path) -> tuple[str, ...]:
         raise FileNotFoundError(f"{exc.path} does not exist: build the model with `edge-inspect model tiny`") from None
 
 
-def train_tiny(model_dir: Path, frames: Sequence[SyntheticFrame], config: TinyTrainConfig | None = None,
+def train_tiny(model_dir: Path, frames: Sequence[TrainFrame], config: TinyTrainConfig | None = None,
                progress: Progress | None = None, out_dir: Path | None = None) -> TrainResult:
     """Train the tiny model in `model_dir` on `frames` and save it back (or into `out_dir`)."""
     config = config or TinyTrainConfig()
@@ -168,9 +177,9 @@ def train_tiny(model_dir: Path, frames: Sequence[SyntheticFrame], config: TinyTr
     if config.threads:
         torch.set_num_threads(config.threads)
     trainer = TinyTrainer(model_dir, config)
-    wrong = [f.index for f in frames if f.detections.class_names != trainer.class_names]
+    wrong = [i for i, f in enumerate(frames) if f.detections.class_names != trainer.class_names]
     if wrong:
-        raise ValueError(f"frames {wrong[:5]} have classes {frames[0].detections.class_names}, "
+        raise ValueError(f"frames {wrong[:5]} (by position) have classes {frames[wrong[0]].detections.class_names}, "
                          f"the model {trainer.class_names}")
     result = trainer.fit(frames, progress)
     trainer.save(out_dir)

@@ -41,13 +41,29 @@ def dataset_hash(dataset: Dataset) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def align_classes(dataset: Dataset, class_names: Sequence[str], what: str = "data set") -> list[Sample]:
-    """Samples re-indexed into the model's class list; a class the model lacks is an error naming it."""
+def align_classes(dataset: Dataset, class_names: Sequence[str], what: str = "data set", tokenizer: Any = None
+                  ) -> list[Sample]:
+    """Samples re-indexed into the model's class list; a class the model lacks is an error naming it and, given the
+    model's tokenizer, saying what to do about it."""
     missing = [name for name in dataset.class_names if name not in class_names]
     if missing:
-        raise TrainError(f"{what} class(es) {missing} are unknown to the model (model classes: {list(class_names)})")
+        hint = f" {new_class_hint(tokenizer, missing)}" if tokenizer is not None else ""
+        raise TrainError(f"{what} class(es) {missing} are unknown to the model (model classes: "
+                         f"{list(class_names)}).{hint}")
     return [Sample(s.image, Detections.from_labels(s.detections.labels, s.detections.xyxy, class_names,
                                                    s.image_size)) for s in dataset.samples]
+
+
+def new_class_hint(tokenizer: Any, names: Sequence[str]) -> str:
+    """What to do about classes a model was not built with: its tokenizer either spells them or it does not."""
+    from finetune.tiny import can_spell
+
+    scratch = "or train a tiny model for this data set from scratch: `edge-inspect model train --data DIR --out MODEL`"
+    unspellable = [name for name in names if not can_spell(tokenizer, name)]
+    if unspellable:
+        return f"The model's tokenizer cannot spell {unspellable}: rename them, {scratch}."
+    return ("The model's tokenizer spells them, so it can learn them: add them to classes.txt in the model directory "
+            f"(one per line) and fine-tune again, {scratch}.")
 
 
 def target_for(task: str, dets: Detections, rng: np.random.Generator, shuffle: bool) -> tuple[str, str]:

@@ -31,7 +31,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     lora: LoraSettings = field(default_factory=LoraSettings)
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool | None = None  # None: only where GPU memory needs it (finetune/train/memory.py)
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16
     unfreeze_vision_epoch: int | None = None  # staged unfreezing: vision LoRA frozen before this epoch (0-based)
     shuffle_boxes: bool = False  # suffix order augmentation: boxes in random order instead of reading order

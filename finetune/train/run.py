@@ -73,8 +73,10 @@ def train_lora(
         config = replace(config, lora=replace(config.lora, vision=True))  # staged unfreezing needs vision LoRA
     trainer = LoraTrainer(model_dir, config, init_adapter)
     class_names = model_class_names(model_dir)
-    samples = align_classes(train_set, class_names, "training set")
-    val = align_classes(val_set, class_names, "validation set") if val_set is not None and val_set.samples else []
+    tokenizer = trainer.processor.tokenizer
+    samples = align_classes(train_set, class_names, "training set", tokenizer)
+    val = (align_classes(val_set, class_names, "validation set", tokenizer)
+           if val_set is not None and val_set.samples else [])
     data_hash = dataset_hash(train_set)
     run = _Run(trainer, samples, val, val_set, run_dir, plan(len(samples), config), progress)
     start = run.begin(fingerprint(model_dir, data_hash, config, init_adapter), resume)
@@ -117,7 +119,8 @@ class _Run:
         write_json_atomic(self.run_dir / "config.json", {
             "config": self.config.to_json(), "fingerprint": fingerprint, "plan": asdict(self.plan),
             "trainable_parameters": trainable, "total_parameters": total, "device": str(self.trainer.device),
-            "amp": str(self.trainer.amp) if self.trainer.amp else None, "started_at": utc_now()})
+            "amp": str(self.trainer.amp) if self.trainer.amp else None, "started_at": utc_now(),
+            "gradient_checkpointing": asdict(self.trainer.checkpointing)})
         return 0
 
     def loop(self, start: int) -> None:

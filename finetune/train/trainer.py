@@ -21,6 +21,7 @@ from finetune.losses import sequence_loss, soft_loc_targets
 from finetune.train.batches import Batcher
 from finetune.train.checkpoints import restore_rng, rng_state
 from finetune.train.config import TrainConfig, TrainError
+from finetune.train.memory import CheckpointingChoice, activation_bytes, choose_checkpointing
 
 
 # ----- schedule, precision, memory ------------------------------------------------------------------------------------
@@ -75,14 +76,20 @@ class LoraTrainer:
         self.model = load_lora(base, init_adapter) if init_adapter is not None else add_lora(base, config.lora)
         self.staged = config.unfreeze_vision_epoch is not None
         self.model.to(self.device)
-        enable_checkpointing(self.model, config.gradient_checkpointing)
         self.batcher = Batcher(self.processor, config)
+        self.checkpointing = self._checkpointing(base)
+        enable_checkpointing(self.model, self.checkpointing.enabled)
         self.loc_ids = torch.tensor(self.processor.tokenizer.convert_tokens_to_ids(
             [f"<loc_{i}>" for i in range(LOC_BINS)]), device=self.device)
         self.soft = self._soft_targets()
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
         self.schedule: torch.optim.lr_scheduler.LambdaLR | None = None
+
+    def _checkpointing(self, base: Any) -> CheckpointingChoice:
+        precision = 2 if self.amp is not None else 4
+        needed = activation_bytes(base.config, max(self.batcher.size), self.config.batch_size, precision)
+        return choose_checkpointing(self.config.gradient_checkpointing, self.device, needed)
 
     def _soft_targets(self) -> torch.Tensor | None:
         if self.config.loc_sigma <= 0:

@@ -15,7 +15,7 @@ from agent.cli.app import COMMAND_ORDER, MODEL_COMMAND_ORDER, put_in_order
 
 TOP_LEVEL = ["run", "check-config", "detect", "demo", "evaluate", "finetune", "recalibrate", "data", "model", "queue",
              "export"]
-MODEL = ["list", "add", "verify", "promote", "rollback", "set-base", "tiny", "demo"]
+MODEL = ["list", "add", "verify", "promote", "rollback", "set-base", "tiny", "train", "demo"]
 
 
 def listed(app_: typer.Typer, *group: str) -> list[str]:
@@ -31,7 +31,7 @@ def listed(app_: typer.Typer, *group: str) -> list[str]:
 def test_help_lists_every_command_in_the_documented_order() -> None:
     assert listed(app) == TOP_LEVEL == list(COMMAND_ORDER)
     assert listed(app, "model") == MODEL == list(MODEL_COMMAND_ORDER)
-    assert listed(app, "data") == ["convert", "synth"]
+    assert listed(app, "data") == ["validate", "convert", "split", "synth"]
     assert listed(app, "queue") == ["list", "show", "export", "import", "purge"]
     assert listed(app, "export") == ["onnx"]
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})

@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from agent.detections import Detections
-from finetune.tiny_train.batches import cell_targets, flip_frame, grid_size
+from finetune.tiny_train.batches import TinyBatcher, cell_targets, flip_frame, grid_size
 
 CLASSES = ("scratch", "hole", "stain")
 
@@ -49,3 +50,12 @@ def test_the_grid_side_comes_from_the_processor_image_sequence_length(tiny_model
     odd = SimpleNamespace(image_processor=SimpleNamespace(image_seq_length=18))
     with pytest.raises(ValueError, match="is not grid"):
         grid_size(odd)
+
+
+def test_a_grey_frame_gives_the_same_pixels_as_its_three_channel_copy(tiny_model_dir: Path) -> None:
+    from transformers import AutoProcessor
+
+    batcher = TinyBatcher(AutoProcessor.from_pretrained(tiny_model_dir), grid=16, flip=False)
+    grey = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+    three = np.repeat(grey[:, :, None], 3, axis=2)
+    assert torch.equal(batcher.pixels([grey]), batcher.pixels([three]))

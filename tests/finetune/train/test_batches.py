@@ -54,3 +54,11 @@ def test_a_model_without_a_class_list_is_a_training_error_naming_the_file(tmp_pa
         model_class_names(tmp_path)
     (tmp_path / "classes.txt").write_text("scratch\n\nhole\n")
     assert model_class_names(tmp_path) == ("scratch", "hole")
+
+
+def test_a_class_the_model_lacks_but_its_tokenizer_spells_comes_with_what_to_do() -> None:
+    from finetune.tiny import build_tokenizer
+
+    with pytest.raises(TrainError, match=r"\['rolled-in_scale'\] are unknown to the model .* tokenizer spells them, "
+                                         r"so it can learn them: add them to classes.txt .*edge-inspect model train"):
+        align_classes(Dataset(("rolled-in_scale",), []), CLASSES, "training set", build_tokenizer(CLASSES))
