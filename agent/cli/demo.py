@@ -156,8 +156,9 @@ def write_demo_config(tmp: Path, model: Path, broker_port: int, metrics_port: in
         "model": {"path": str(model.resolve()), "classes": DEMO_CLASSES, "max_new_tokens": 40,
                   "uncertain_band": 0.02},
         "station": station.config(),
-        # a demo should give the technician frames to review within a minute or two, and short recalibrations
-        "queue": {"per_minute": 60},
+        # a demo should give the technician frames to review within a minute or two, and short recalibrations; the
+        # demo model is sure of most boxes, so a random 10 % of frames joins the band's doubtful ones (golden set)
+        "queue": {"per_minute": 60, "random_rate": 0.1},
         "recalibration": {"epochs": 3, "max_minutes": 10},
         # a seed the demo model never trained on, at the resolution it was trained at
         "cameras": [{"name": "cam0", "source": "synthetic:seed=2026,size=128,max_defects=2", "fps": fps}],

@@ -31,7 +31,8 @@ def test_the_demo_runs_the_daemon_against_its_broker_and_prints_results(demo_mod
     # long enough for the daemon to start on two busy cores; the demo then SIGTERMs it and counts what arrived
     result = runner.invoke(app, ["demo", "--model", str(demo_model), "--seconds", "25", "--fps", "4"])
     assert result.exit_code == 0, result.output
-    assert f"using demo model {demo_model} (500 training steps)" in result.stdout
+    steps = json.loads((demo_model / "demo_metrics.json").read_text())["steps"]
+    assert f"using demo model {demo_model} ({steps} training steps)" in result.stdout
     thresholds = json.loads((demo_model / "thresholds.json").read_text())
     assert f"per-class thresholds: { {k: float(v) for k, v in thresholds.items()} }" in result.stdout
     assert re.search(r"^mosquitto listening on 127\.0\.0\.1:\d+$", result.stdout, flags=re.MULTILINE)
