@@ -7,6 +7,8 @@ at once with the bound port (port 0 picks a free one); `stop()` ends open live s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import threading
 
@@ -19,6 +21,10 @@ from agent.station.guards import StationContext
 
 log = structlog.get_logger("agent.station")
 GRACEFUL_S = 2  # open connections get this long to finish on stop()
+# The server's threads yield the CPU to inspection: on a box whose cores the detector keeps busy, every time slice a
+# browser request takes from a detector thread stalls the whole operator (its other threads wait at the next sync).
+# Linux keeps a nice value per thread and new threads inherit it, so the worker threads the event loop starts follow.
+NICE = 19
 
 
 class StationServer:
@@ -78,6 +84,7 @@ class StationServer:
 
     def _serve(self) -> None:
         assert self._server is not None and self._socket is not None
+        lower_this_threads_priority(NICE)
         loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._server.serve(sockets=[self._socket]))
@@ -85,3 +92,12 @@ class StationServer:
             log.error("station server failed", error=repr(exc))
         finally:
             loop.close()
+
+
+def lower_this_threads_priority(nice: int) -> None:
+    """Give the calling thread (only; on Linux) and the threads it starts the nice value `nice`; elsewhere, or
+    without permission to change it, nothing happens: a lower priority is an optimisation, not a requirement."""
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.station.server import StationServer
+from agent.station.server import NICE, StationServer, lower_this_threads_priority
 from tests.agent.station.conftest import PASSWORDS, make_station, station_config
 
 
@@ -91,3 +92,24 @@ def test_a_missing_tls_file_fails_in_the_caller(tmp_path: Path) -> None:
                                                  tls_key_file=str(tmp_path / "no.key")))
     with pytest.raises(OSError):
         StationServer(made.app, made.app.state.station.config).start()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="per-thread nice values are a Linux feature")
+def test_the_servers_threads_and_the_workers_they_start_run_at_the_lowest_cpu_priority() -> None:
+    seen: dict[str, int] = {}
+
+    def worker() -> None:
+        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def server_thread() -> None:
+        lower_this_threads_priority(NICE)
+        seen["server"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        started = threading.Thread(target=worker)  # like the event loop's thread pool
+        started.start()
+        started.join()
+
+    thread = threading.Thread(target=server_thread)
+    thread.start()
+    thread.join()
+    assert seen == {"server": NICE, "worker": NICE}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != NICE  # the caller (inspection) is untouched
