@@ -281,12 +281,15 @@ class ModelStore:
             return self._switch(current=version, previous=pointers["current"])
 
     def rollback(self) -> dict[str, str | None]:
-        """Swap current and previous (after verifying previous): undoes the last promote."""
+        """Swap current and previous (after verifying previous): undoes the last promote. After the first promote
+        the previous is the bare base model (None), so rolling back serves the base again (and a second rollback
+        undoes that)."""
         with self._locked():
             pointers = self.pointers()
-            if pointers["previous"] is None:
-                raise StoreError("nothing to roll back to: no previous version is recorded")
-            self.verify(pointers["previous"])
+            if pointers["previous"] is None and pointers["current"] is None:
+                raise StoreError("nothing to roll back to: the base model serves and no version was ever promoted")
+            if pointers["previous"] is not None:
+                self.verify(pointers["previous"])
             return self._switch(current=pointers["previous"], previous=pointers["current"])
 
     def _switch(self, current: str | None, previous: str | None) -> dict[str, str | None]:

@@ -268,8 +268,10 @@ async function loadModels() {
     el("td", { textContent: "–" }), el("td", { className: "marks" },
       ...(servingAdapter(data.serving) ? [] : [el("span", { className: "mark serving", textContent: "serving" })])));
   $("history").tBodies[0].replaceChildren(...data.versions.map(modelRow), base);
-  $("rollback").disabled = !data.previous || state.busy;
-  $("rollback").textContent = data.previous ? `Roll back to ${data.previous}` : "Nothing to roll back to";
+  const canRollBack = Boolean(data.previous || data.current);  // after the first promote, back to the base model
+  $("rollback").disabled = !canRollBack || state.busy;
+  $("rollback").textContent = data.previous ? `Roll back to ${data.previous}`
+    : data.current ? "Roll back to the base model" : "Nothing to roll back to";
   $("model").textContent = `model ${data.serving}`;
 }
 

@@ -250,6 +250,15 @@ def test_rollback_serves_the_previous_version_and_is_audited(line: Line) -> None
                                                                                       (first, True, False)]
 
 
+def test_rollback_after_the_first_promote_serves_the_base_model(line: Line) -> None:
+    first = add(line.store, line.runs_dir.parent, "a")
+    line.store.promote(first)
+    response = line.post("/api/models/rollback")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"current": None, "previous": first, "serving": "base"}
+    assert line.audit_entries("rollback")[0]["target"] == "model base"
+
+
 def test_a_model_that_does_not_load_is_not_left_current(line: Line) -> None:
     serving = add(line.store, line.runs_dir.parent, "serving")
     line.store.promote(serving)

@@ -67,10 +67,15 @@ def test_rollback_swaps_back_and_twice_restores(store: ModelStore, tmp_path: Pat
     assert (store.current(), store.previous()) == (v2, v1)
 
 
-def test_rollback_without_previous_is_refused(store: ModelStore, tmp_path: Path) -> None:
-    store.promote(add(store, tmp_path, "a"))
-    with pytest.raises(StoreError, match="nothing to roll back"):
-        store.rollback()
+def test_rollback_after_the_first_promote_serves_the_base_model_again(store: ModelStore, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="nothing to roll back to: the base model serves"):
+        store.rollback()  # never promoted
+    v1 = add(store, tmp_path, "a")
+    store.promote(v1)
+    store.rollback()
+    assert (store.current(), store.previous()) == (None, v1) and store.current_path() is None
+    store.rollback()  # and undoing that serves the adapter again
+    assert (store.current(), store.previous()) == (v1, None)
 
 
 def test_switch_is_one_atomic_replace_of_the_pointer_file(
