@@ -199,12 +199,14 @@ def run_daemon_and_print(config: Path, broker: Any, seconds: float, station: Dem
     daemon = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     station.announce()
+    previous = interrupt_on_hangup_and_term()
     try:
         time.sleep(seconds)
         printing.clear()
         if stay:
             wait_for_ctrl_c(station)
     finally:
+        restore_handlers(previous)
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=60)
         time.sleep(0.5)
@@ -212,6 +214,23 @@ def run_daemon_and_print(config: Path, broker: Any, seconds: float, station: Dem
     typer.echo(f"daemon exited with code {code}")
     with lock:
         return sum(1 for p in received if p.get("schema") == "edge-inspect.result/1")
+
+
+def interrupt_on_hangup_and_term() -> dict[int, Any]:
+    """A closed terminal (SIGHUP) or `kill` (SIGTERM) ends the demo like Ctrl-C, so the daemon and the broker it
+    started are stopped too instead of being left behind; returns the handlers to restore (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def restore_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def wait_for_ctrl_c(station: DemoStation) -> None:

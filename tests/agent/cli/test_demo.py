@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,24 @@ def test_a_demo_model_without_thresholds_is_refused_with_the_command_that_fixes_
     assert result.exit_code == 1
     assert f"{demo_model} has no thresholds.json" in result.stderr
     assert f"edge-inspect model demo --out {demo_model}" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_a_closed_terminal_or_kill_stops_the_daemon_and_broker_the_demo_started(demo_model: Path,
+                                                                                sig: signal.Signals) -> None:
+    demo = subprocess.Popen([sys.executable, "-m", "agent.cli", "demo", "--model", str(demo_model), "--stay",
+                             "--seconds", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert demo.stdout is not None
+    lines = []
+    for line in demo.stdout:  # the daemon is up and the demo waits for Ctrl-C
+        lines.append(line)
+        if "Press Ctrl-C to stop." in line:
+            break
+    children = subprocess.run(["pgrep", "-P", str(demo.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 2, lines  # mosquitto and the daemon
+    demo.send_signal(sig)
+    rest = demo.communicate(timeout=90)[0]
+    assert "daemon exited with code" in rest  # (-15 when it was still starting: SIGTERM before its handlers)
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
