@@ -94,7 +94,8 @@ def watch_frames(page: Page) -> None:
     page.wait_for_function(
         f"() => Number(document.querySelector('[data-camera=cam0]').dataset.shownSeq) >= {first + 4}", timeout=5000)
     assert page.evaluate("() => window.notReloaded") is True
-    assert page.evaluate("() => document.querySelector('[data-camera=cam0] .frame-img').naturalWidth") == 320
+    # (between two frames the element briefly has no decoded picture while the next one loads: wait, don't sample)
+    page.wait_for_function("() => document.querySelector('[data-camera=cam0] .frame-img').naturalWidth === 320")
     expect(card.locator(".verdict")).to_have_text(re.compile(r"^(pass|fail|uncertain)$"))
     assert int(card.locator(".stat-fail").inner_text()) + int(card.locator(".stat-pass").inner_text()) > 0
     expect(card.locator(".recent .thumb").first).to_be_visible()
@@ -111,6 +112,21 @@ def fits_and_pictured(page: Page, shots: Path, stop_cameras: threading.Event) ->
     page.wait_for_timeout(300)
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=str(shots / "station-live-phone.png"))
+    frame_is_shown_whole_whatever_its_shape(page)
+
+
+def frame_is_shown_whole_whatever_its_shape(page: Page) -> None:
+    """A tall frame (a line camera, a 1024x1040 GenICam sensor, the 128 px square demo) is scaled into the frame box,
+    never cropped: the picture's box is the frame's box and object-fit: contain does the rest."""
+    boxes = page.evaluate("""async () => {
+        const img = document.querySelector('[data-camera=cam0] .frame-img');
+        const canvas = Object.assign(document.createElement('canvas'), {width: 100, height: 400});
+        img.src = canvas.toDataURL();
+        await img.decode();
+        const box = (el) => { const r = el.getBoundingClientRect(); return [r.width, r.height]; };
+        return [box(img.parentElement), box(img)];
+    }""")
+    assert boxes[0] == boxes[1], boxes
 
 
 def test_log_in_and_watch_the_live_page_update(served: tuple[str, threading.Event], tmp_path: Path) -> None:
