@@ -49,25 +49,10 @@ def demo_model_command(
 
 def train_with_progress_bar(out: Path, steps: int, seed: int) -> dict[str, Any]:
     """`build_demo_model` behind a rich progress bar; returns the summary that demo_metrics.json holds."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    from finetune.cli.progress import training_bar
     from finetune.tiny_train.demo import build_demo_model
 
-    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[loss]}"))
-    with Progress(*columns) as bar:
-        task = bar.add_task("train", total=steps, loss="")
-
-        def report(step: int, total: int, values: dict[str, float]) -> None:
-            bar.update(task, completed=step, loss=f"loss {values['loss']:.3f}")
-
+    with training_bar(steps) as report:
         result, quality = build_demo_model(out, steps=steps, seed=seed, progress=report)
     return {"model": str(out), "steps": result.steps, "seconds": round(result.seconds, 1),
             "final_loss": {k: round(v, 4) for k, v in result.final.items()},

@@ -86,25 +86,11 @@ def train_with_progress_bar(train_set: Dataset, val_set: Dataset, out: Path, rec
                             about: dict[str, Any]) -> dict[str, Any]:
     """`train_on_dataset` behind a rich progress bar on stderr (steps, elapsed, remaining, the loss)."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from transformers.utils import logging as hf_logging
 
+    from finetune.cli.progress import training_bar
     from finetune.tiny_train.from_data import train_on_dataset
 
     hf_logging.disable_progress_bar()  # one progress bar (ours), not one per save/load
-    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[loss]}"))
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("train", total=recipe.steps, loss="")
-
-        def report(step: int, total: int, values: dict[str, float]) -> None:
-            bar.update(task, completed=step, loss=f"loss {values['loss']:.3f}")
-
+    with training_bar(recipe.steps, Console(stderr=True)) as report:
         return train_on_dataset(train_set, val_set, out, recipe, report, rich_progress, about)
