@@ -67,13 +67,14 @@ def detect(
 def score_calibration_of(model: str, adapter: Path | None) -> ScoreCalibration:
     """What the daemon would apply: an adapter's manifest calibration (a store version), else the model folder's."""
     from agent.detector.base import DetectorError
-    from agent.detector.score_calibration import manifest_calibration, read_calibration
+    from agent.detector.score_calibration import read_calibration
+    from agent.model_choice import store_calibration
     from agent.store.files import StoreError
     from agent.store.manifest import MANIFEST, read_manifest
 
     if adapter is not None and (adapter / MANIFEST).is_file():
         try:
-            return manifest_calibration(read_manifest(adapter).extra, adapter / MANIFEST)
+            return store_calibration(read_manifest(adapter).extra, adapter)
         except StoreError as exc:
             raise DetectorError(str(exc)) from exc
     return read_calibration(model) if Path(model).is_dir() else ScoreCalibration()
