@@ -28,12 +28,12 @@ from agent.control.commands import (
     CommandRouter,
     RecalibrateCommand,
     ReloadCommand,
-    TriggerCommand,
     authenticator_from_settings,
 )
 from agent.decide import Decision, Thresholds, decide
 from agent.detections import Detections
 from agent.detector.base import Detector, DetectorError, FrameError
+from agent.handshake import Handshake
 from agent.health.metrics import Metrics
 from agent.health.notify import Notifier, Watchdog
 from agent.learn.queue import LearningQueue
@@ -104,6 +104,8 @@ class Daemon:
         self.queue = LearningQueue(state.queue, self.settings.queue)
         self.publisher = MqttPublisher(self.settings, self.outbox, self.detector.version,
                                        on_command=self._submit_command)
+        self.handshake = Handshake(self.workers, self.publisher)  # trigger replies, parts in flight, result_ready
+        self.publisher.on_delivered = self.handshake.delivered
         self.router = self._build_router()
         self.publisher.start()
         self.results.start()
@@ -120,7 +122,7 @@ class Daemon:
         key = c.hmac_key.get_secret_value().encode() if c.hmac_key is not None else None
         router = CommandRouter(self.publisher.reply, self.publisher.topics.default_reply,
                                authenticator_from_settings(c.require_signature, key, c.max_skew_s))
-        router.register("trigger", self.cmd_trigger)
+        router.register("trigger", self.handshake.trigger)
         router.register("reload", self.cmd_reload)
         router.register("status", self.cmd_status)
         router.register("recalibrate", self.cmd_recalibrate)
@@ -131,7 +133,8 @@ class Daemon:
 
     def _start_cameras(self) -> None:
         for cam in self.settings.cameras:
-            worker = CaptureWorker(cam, self.frames, on_status=self.on_camera_status)
+            worker = CaptureWorker(cam, self.frames, on_status=self.on_camera_status,
+                                   on_trigger_state=self.handshake.publish_state)
             self.workers[cam.name] = worker
             self.metrics.watch_camera(cam.name, self._camera_counters(worker))
             worker.start()
@@ -197,6 +200,7 @@ class Daemon:
     def step(self) -> int:
         """One pass of the pipeline: returns how many frames were inspected."""
         self.inference_beat.beat()
+        self.handshake.tick()
         batch = self.collect_batch()
         if not batch:
             return 0
@@ -237,6 +241,7 @@ class Daemon:
             (dets,) = detector.detect([frame.image])
         except FrameError as exc:
             log.warning("frame skipped", camera=frame.camera, frame_id=frame.frame_id, error=str(exc))
+            self.handshake.skipped(frame, str(exc))
             self.metrics.pipeline_dropped.labels(camera=frame.camera).inc()
             return []
         latency_ms = (time.perf_counter() - t0) * 1e3
@@ -246,7 +251,10 @@ class Daemon:
         """Store the batch's results in the outbox in one transaction (then MQTT delivers them); returns each one's
         seq, None for a result that could not be stored (logged; the outbox alarm tells the line)."""
         entries = [(self.publisher.topics.result(item.frame.camera), self._result_payload(item)) for item in items]
-        stored = self.outbox.append_many(entries)
+        with self.handshake.recording():
+            stored = self.outbox.append_many(entries)
+            self.handshake.stored([(i.frame, i.decision.verdict, o[0] if isinstance(o, tuple) else None)
+                                   for i, o in zip(items, stored, strict=True)])
         seqs: list[int | None] = []
         for item, outcome in zip(items, stored, strict=True):
             f = item.frame
@@ -338,17 +346,6 @@ class Daemon:
         with contextlib.suppress(Exception):  # any load failure leaves the current model serving
             self.reload()
 
-    def cmd_trigger(self, cmd: TriggerCommand) -> dict[str, Any]:
-        worker = self.workers.get(cmd.camera)
-        if worker is None:
-            raise CommandError(f"camera: unknown camera {cmd.camera!r}; cameras: {sorted(self.workers)}")
-        if worker.cfg.mode != "trigger":
-            raise CommandError(f"camera: {cmd.camera!r} runs in {worker.cfg.mode!r} mode, not 'trigger'")
-        frame = worker.trigger(cmd.part_id)
-        if frame is None:
-            raise CommandError(f"camera: {cmd.camera!r} delivered no frame (status {worker.status})")
-        return {"camera": cmd.camera, "part_id": cmd.part_id, "frame_id": frame.frame_id}
-
     def cmd_reload(self, cmd: ReloadCommand) -> dict[str, Any]:
         try:
             return self.reload(cmd.scope)
@@ -386,6 +383,7 @@ class Daemon:
             self.station.stop()
         for worker in self.workers.values():
             worker.stop(timeout=2.0)
+        self.handshake.tick(stopping=True)  # parts still waiting for a frame will get none
         while self.step():
             pass
         self.results.close()

@@ -4,8 +4,10 @@ Frames go into a `FrameQueue` that keeps at most `queue_size` frames per camera 
 (counted as `dropped`), so a slow detector costs frames, never memory, and capture never waits for it.
 
 - `free-run`: every captured frame (at most `fps` per second) is offered to the queue.
-- `trigger`: the worker keeps only the newest frame; `trigger(part_id)` takes the first frame captured at or after
-  the trigger, tags it with the `part_id` and queues it: one inspected frame per trigger.
+- `trigger`: `trigger(part_id)` answers at once through the camera's `TriggerQueue` (agent/capture/triggers.py):
+  accepted, busy or overflow. The first frame grabbed after an accepted trigger is tagged with its part and queued:
+  one inspected frame per accepted trigger. A triggered frame is never evicted from the frame queue (the trigger
+  queue bounds how many there are); only untriggered frames are dropped.
 
 Supervision: a source that raises `SourceError`, or gives no usable frame for `no_frame_timeout_s`, is closed and
 reopened with exponential backoff between `reconnect_min_s` and `reconnect_max_s`. The camera's status
@@ -36,9 +38,9 @@ from agent.capture.sources import (
     SourceOptions,
     open_source,
 )
+from agent.capture.triggers import Answer, Expectation, StateCallback, TriggerQueue
 
 CameraStatus = Literal["online", "offline", "disabled"]
-Expectation = Literal["pass", "fail"]
 _log = structlog.get_logger("agent.capture")
 _POLL_S = 0.02  # how often an idle loop (no frame available) looks again and notices stop()
 CORRUPT_LOG_INTERVAL_S = 10.0  # at most one "corrupt frame skipped" line per camera this often
@@ -54,6 +56,7 @@ class Frame:
     image: Image
     part_id: str | None = None
     expect: Expectation | None = None  # what the line says the part is (a trigger's `expect`), if it says
+    trigger: int | None = None  # the accepted trigger's ticket (TriggerQueue); such a frame is never evicted
 
 
 @dataclass
@@ -87,11 +90,15 @@ StatusCallback = Callable[[CameraState], None]
 class FrameQueue:
     """Frames from several cameras, at most `maxsize` per camera, oldest evicted first; safe across threads.
 
+    A triggered frame is never evicted: a slot holding nothing else grows past `maxsize` (the camera's trigger queue
+    bounds it), so an accepted part always reaches the detector.
+
     Readers take frames round-robin across cameras, so one fast camera cannot starve the others.
     """
 
     def __init__(self) -> None:
         self._frames: dict[str, deque[Frame]] = {}
+        self._maxsize: dict[str, int] = {}
         self._cameras: list[str] = []
         self._next = 0  # round-robin position in `_cameras`
         self._cond = threading.Condition()
@@ -102,14 +109,19 @@ class FrameQueue:
         with self._cond:
             if camera in self._frames:
                 raise ValueError(f"camera {camera!r} is already attached to this frame queue")
-            self._frames[camera] = deque(maxlen=maxsize)
+            self._frames[camera] = deque()
+            self._maxsize[camera] = maxsize
             self._cameras.append(camera)
 
     def put(self, frame: Frame) -> Frame | None:
         """Queue a frame without ever blocking; returns the frame it evicted, if the camera's slot was full."""
         with self._cond:
             slot = self._frames[frame.camera]
-            evicted = slot[0] if len(slot) == slot.maxlen else None
+            evicted = None
+            if len(slot) >= self._maxsize[frame.camera]:
+                evicted = next((f for f in slot if f.trigger is None), None)  # the oldest untriggered frame
+                if evicted is not None:
+                    slot.remove(evicted)
             slot.append(frame)
             self._cond.notify()
             return evicted
@@ -161,6 +173,7 @@ class CaptureWorker:
         frames: FrameQueue | None = None,
         on_status: StatusCallback | None = None,
         source: FrameSource | None = None,
+        on_trigger_state: StateCallback | None = None,
     ) -> None:
         self.cfg = camera
         self.name: str = camera.name
@@ -175,8 +188,8 @@ class CaptureWorker:
         self._thread: threading.Thread | None = None
         self._next_frame_id = 0
         self._heartbeat = time.monotonic()
-        self._latest: Frame | None = None
-        self._latest_cond = threading.Condition()
+        self.triggers = TriggerQueue(self.name, camera.trigger_queue, acquire_timeout_s(camera),
+                                     on_trigger_state) if camera.mode == "trigger" else None
         self._last_emit: float | None = None
         self._corrupt_logged_at: float | None = None
         self._corrupt_logged_count = 0
@@ -194,8 +207,6 @@ class CaptureWorker:
     def stop(self, timeout: float | None = None) -> None:
         """Ask the thread to finish and wait for it (an OpenCV open in progress may take up to its open timeout)."""
         self._stop.set()
-        with self._latest_cond:
-            self._latest_cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout if timeout is not None else self.cfg.open_timeout_s + 2.0)
 
@@ -207,26 +218,11 @@ class CaptureWorker:
         return alive and time.monotonic() - self._heartbeat <= max_age_s
 
     # ----- trigger mode -------------------------------------------------------------------------------------------
-    def trigger(self, part_id: str | None, timeout_s: float | None = None, expect: Expectation | None = None,
-                enqueue: bool = True) -> Frame | None:
-        """The first frame captured at or after this call, tagged with `part_id`; None if none came in time.
-
-        With `enqueue` the frame also goes into the frame queue for inspection. The default wait is two frame
-        periods plus the read timeout, so an online camera always answers and an offline one answers None quickly.
-        """
-        wait = timeout_s if timeout_s is not None else 2.0 / self.cfg.fps + self.cfg.read_timeout_s
-        asked_at = time.monotonic()
-        with self._latest_cond:
-            fresh = self._latest_cond.wait_for(
-                lambda: self._stop.is_set() or (self._last_emit is not None and self._last_emit >= asked_at), wait
-            )
-            latest = self._latest
-        if not fresh or latest is None or self._stop.is_set():
-            return None
-        frame = replace(latest, part_id=part_id, expect=expect)
-        if enqueue:
-            self._enqueue(frame)
-        return frame
+    def trigger(self, part_id: str | None, expect: Expectation | None = None) -> Answer:
+        """Accept the part (its frame: the first grabbed from now on) or refuse it as busy/overflow; never waits."""
+        if self.triggers is None:
+            raise RuntimeError(f"camera {self.name!r} runs in {self.cfg.mode!r} mode, not 'trigger'")
+        return self.triggers.offer(part_id, expect, time.monotonic())
 
     # ----- the supervised loop ------------------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -291,7 +287,7 @@ class CaptureWorker:
                 continue
             last_good = now
             next_due = next_due + period if now - next_due < period else now + period  # no catch-up bursts
-            self._emit(image)
+            self._emit(image, grabbed_at=now)
         return "stopped"
 
     def _retrieve(self) -> Image | None:
@@ -312,18 +308,17 @@ class CaptureWorker:
                      since_last_log=self.counters.corrupt - self._corrupt_logged_count)
         self._corrupt_logged_at, self._corrupt_logged_count = now, self.counters.corrupt
 
-    def _emit(self, image: Image) -> None:
+    def _emit(self, image: Image, grabbed_at: float) -> None:
         frame = Frame(self.name, self._next_frame_id, datetime.now(timezone.utc), image)
         self._next_frame_id += 1
         self.counters.frames += 1
         self._measure_fps()
+        self._last_emit = time.monotonic()
         self._set_status("online", "frames arriving")
-        with self._latest_cond:
-            self._latest = frame
-            self._last_emit = time.monotonic()
-            self._latest_cond.notify_all()
-        if self.cfg.mode == "free-run":
+        if self.triggers is None:
             self._enqueue(frame)
+        elif (part := self.triggers.claim(frame.frame_id, grabbed_at)) is not None:
+            self._enqueue(replace(frame, part_id=part.part_id, expect=part.expect, trigger=part.ticket))
 
     def _enqueue(self, frame: Frame) -> None:
         if self.frames.put(frame) is not None:
@@ -360,6 +355,8 @@ class CaptureWorker:
         if status == self.status:
             return
         self.status, self.reason = status, reason
+        if self.triggers is not None:
+            self.triggers.set_online(status == "online")
         _log.info("camera status", camera=self.name, status=status, reason=reason, **self.counters.snapshot())
         if self._on_status is None:
             return
@@ -367,6 +364,11 @@ class CaptureWorker:
             self._on_status(CameraState(self.name, status, reason, self.counters.snapshot()))
         except Exception:  # the publisher's problem must not stop capture
             _log.exception("camera status callback failed", camera=self.name)
+
+
+def acquire_timeout_s(camera: Any) -> float:
+    """How long an accepted trigger waits for its frame before it fails: two frame periods plus one read."""
+    return float(2.0 / camera.fps + camera.read_timeout_s)
 
 
 def as_bgr(image: Any) -> Image:

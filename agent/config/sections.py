@@ -109,6 +109,10 @@ class CameraConfig(_Section):
     queue_size: int = Field(
         default=2, ge=1, le=1000, description="Frames buffered per camera before dropping (counted)"
     )
+    trigger_queue: int = Field(
+        default=4, ge=1, le=1000, description="trigger mode: parts in flight (accepted, result not yet published) "
+        "before a trigger is refused as 'overflow'"
+    )
 
     @field_validator("name")
     @classmethod

@@ -30,7 +30,13 @@ PENDING_LIMIT = 64  # requests waiting for the worker; beyond this they are answ
 
 
 class CommandError(Exception):
-    """A refusal; its message is the `error` of the reply. Handlers raise it for bad requests (unknown camera...)."""
+    """A refusal; its message is the `error` of the reply. Handlers raise it for bad requests (unknown camera...).
+
+    `fields` go into the reply beside `error` (a refused trigger's `status`, `camera`, `part_id`)."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 # ----- per-verb payloads --------------------------------------------------------------------------------------------
@@ -41,6 +47,9 @@ class _Command(BaseModel):
 class TriggerCommand(_Command):
     camera: str = Field(min_length=1, description="Camera (in trigger mode) that inspects its next frame")
     part_id: str | None = Field(default=None, max_length=128, description="Echoed in the result's part_id")
+    expect: Literal["pass", "fail"] | None = Field(
+        default=None, description="What the line knows the part is; a 'pass' verdict on a 'fail' part is queued "
+        "for review as a miss (the flagged-miss sampler)")
 
 
 class ReloadCommand(_Command):
@@ -198,7 +207,8 @@ class CommandRouter:
         try:
             self._pending.put_nowait(request)
         except queue.Full:
-            self._send(request, {"ok": False, "verb": request.verb, "error": "busy: too many pending commands"})
+            self._send(request, {"ok": False, "verb": request.verb, "status": "busy",
+                                 "error": "busy: too many pending commands"})
 
     # ----- worker ----------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -227,7 +237,7 @@ class CommandRouter:
         except CommandError as exc:
             self.rejected += 1
             log.warning("command refused", verb=request.verb, error=str(exc))
-            return {"ok": False, "verb": request.verb, "error": str(exc)}
+            return {"ok": False, "verb": request.verb, **exc.fields, "error": str(exc)}
         self.executed += 1
         return {"ok": True, "verb": request.verb, **(extra or {})}
 

@@ -77,6 +77,7 @@ class MqttPublisher:
         self.outbox = outbox
         self.version = version
         self.on_command = on_command
+        self.on_delivered: Callable[[list[int]], None] | None = None  # seqs the broker acknowledged (drain thread)
         self.topics = Topics(settings.base_topic)
         self.stats = PublisherStats()
         self._shared = _Shared()
@@ -84,7 +85,7 @@ class MqttPublisher:
         self._inflight: dict[int, int] = {}  # paho mid -> seq; drain thread only
         self._handed_upto = 0  # highest seq handed to paho in this process
         self._retry_at: dict[int, float] = {}  # rejected seq -> when to resend
-        self._retained: dict[str, bytes] = {}  # camera status topic -> latest payload, republished on connect
+        self._retained: dict[str, bytes] = {}  # camera status/handshake topic -> latest payload, republished on connect
         self._events: deque[bytes] = deque(maxlen=EVENT_BUFFER)
         self._lock = threading.Lock()  # guards _retained and _events
         self._stop = threading.Event()
@@ -183,12 +184,18 @@ class MqttPublisher:
     # ----- status, events, replies -----------------------------------------------------------------------------
     def publish_camera_status(self, camera: str, state: str, **counters: Any) -> None:
         """Retained `cameras/{camera}/status`; the latest one is republished after every reconnect."""
-        topic = self.topics.camera_status(camera)
-        payload = json.dumps({"state": state, "ts": now_rfc3339(), **counters}).encode()
-        with self._lock:
+        self._publish_retained(self.topics.camera_status(camera), {"state": state, **counters})
+
+    def publish_handshake(self, camera: str, **fields: Any) -> None:
+        """Retained `cameras/{camera}/handshake` (trigger mode), republished after every reconnect like the status."""
+        self._publish_retained(self.topics.handshake(camera), fields)
+
+    def _publish_retained(self, topic: str, fields: dict[str, Any]) -> None:
+        with self._lock:  # under the lock: two threads' states reach the broker in the order they were stored
+            payload = json.dumps({**fields, "ts": now_rfc3339()}).encode()
             self._retained[topic] = payload
-        if self.connected:
-            self.client.publish(topic, payload, qos=1, retain=True)
+            if self.connected:
+                self.client.publish(topic, payload, qos=1, retain=True)
 
     def publish_event(self, kind: str, **fields: Any) -> None:
         """An `events` message (model changes, alarms, recalibration); buffered (bounded) while disconnected."""
@@ -253,6 +260,8 @@ class MqttPublisher:
                 delivered.append(seq)
         if delivered:
             self.stats.acked += self.outbox.ack(delivered)
+            if self.on_delivered is not None:
+                self.on_delivered(delivered)
 
     def _report_outbox_alarm(self) -> None:
         """An `outbox_alarm` event whenever the alarm turns on/off or more results were refused."""

@@ -34,6 +34,10 @@ class Topics:
     def camera_status(self, camera: str) -> str:
         return f"{self.base}/cameras/{camera}/status"
 
+    def handshake(self, camera: str) -> str:
+        """The retained trigger handshake state of a trigger-mode camera."""
+        return f"{self.base}/cameras/{camera}/handshake"
+
     def result(self, camera: str) -> str:
         return f"{self.base}/cameras/{camera}/result"
 

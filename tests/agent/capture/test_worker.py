@@ -172,25 +172,48 @@ def test_capture_is_paced_at_the_configured_fps(started: Any) -> None:
     assert 1 <= worker.counters.frames <= 30  # about 20; an unpaced synthetic source would give thousands
 
 
-def test_trigger_mode_echoes_part_id_and_queues_one_frame_per_trigger(started: Any) -> None:
+def test_trigger_mode_tags_the_next_frame_with_the_part_and_queues_one_frame_per_trigger(started: Any) -> None:
     queue = FrameQueue()
     worker = started(CaptureWorker(camera(mode="trigger", fps=100.0, queue_size=5), queue))
     assert wait_until(lambda: worker.status == "online")
     time.sleep(0.05)
     assert queue.depth() == 0  # trigger mode inspects nothing on its own
     first = worker.trigger("P-001", expect="fail")
-    second = worker.trigger("P-002")
-    assert first is not None and second is not None
-    assert (first.part_id, first.expect, second.part_id, second.expect) == ("P-001", "fail", "P-002", None)
-    queued = [queue.get(timeout=1), queue.get(timeout=1)]
-    assert [f.part_id for f in queued if f] == ["P-001", "P-002"]
-    assert queue.depth() == 0
+    assert (first.status, first.position) == ("accepted", 1)
+    tagged = queue.get(timeout=2)
+    assert tagged is not None and (tagged.part_id, tagged.expect, tagged.trigger) == ("P-001", "fail", 1)
+    assert wait_until(lambda: worker.trigger("P-002").status == "accepted")
+    second = queue.get(timeout=2)
+    assert second is not None and (second.part_id, second.expect) == ("P-002", None)
+    assert second.frame_id > tagged.frame_id
+    time.sleep(0.05)
+    assert queue.depth() == 0 and worker.counters.dropped == 0
 
 
-def test_trigger_on_an_offline_camera_answers_none(tmp_path: Path, started: Any) -> None:
+def test_trigger_on_an_offline_camera_is_refused_as_busy(tmp_path: Path, started: Any) -> None:
     worker = started(CaptureWorker(camera(str(tmp_path / "missing"), mode="trigger")))
     assert wait_until(lambda: worker.status == "offline")
-    assert worker.trigger("P-9", timeout_s=0.2) is None
+    answer = worker.trigger("P-9")
+    assert answer.status == "busy" and "not online" in answer.reason
+
+
+def test_a_free_running_camera_refuses_to_trigger() -> None:
+    worker = CaptureWorker(camera(), source=FlakySource(good_frames=1))
+    with pytest.raises(RuntimeError, match="not 'trigger'"):
+        worker.trigger("P-1")
+
+
+def test_the_frame_queue_never_evicts_a_triggered_frame() -> None:
+    queue = FrameQueue()
+    queue.add_camera("cam0", 2)
+    now = datetime.now(timezone.utc)
+    image = np.zeros((4, 4, 3), np.uint8)
+    free = [Frame("cam0", i, now, image) for i in range(2)]
+    triggered = [Frame("cam0", 10 + i, now, image, part_id=f"P-{i}", trigger=i + 1) for i in range(3)]
+    assert [queue.put(f) for f in free] == [None, None]
+    assert [queue.put(f) for f in triggered[:2]] == free  # untriggered frames make room, oldest first
+    assert queue.put(triggered[2]) is None  # a slot of triggered frames grows instead of dropping a part
+    assert [f.part_id for f in iter(lambda: queue.get(timeout=0), None)] == ["P-0", "P-1", "P-2"]
 
 
 def test_disabled_camera_reports_disabled_and_never_opens() -> None:

@@ -1,0 +1,136 @@
+"""The trigger handshake with the line (PLC): `cmd/trigger` replies, the retained per-camera state, `result_ready`.
+
+Every accepted part ends in exactly one of: its result is published (the broker acknowledged it) and a
+`result_ready` event follows, or a `trigger_failed` event says why it will get none (no frame in time, the detector
+refused the frame, the outbox refused the result). Refused triggers get `{"ok": false, "status": "busy"|"overflow"}`
+and capture nothing. The camera's `TriggerQueue` (agent/capture/triggers.py) decides; this module wires it to the
+commands, the results stage and the MQTT publisher. Topics and payloads: docs/mqtt.md, "Trigger handshake".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from agent.capture.triggers import HandshakeState, Part
+from agent.capture.worker import CaptureWorker, Frame
+from agent.control.commands import CommandError, TriggerCommand
+
+log = structlog.get_logger("agent.handshake")
+
+
+class HandshakePublisher(Protocol):
+    def publish_handshake(self, camera: str, **fields: Any) -> None: ...
+
+    def publish_event(self, kind: str, **fields: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A triggered part whose result is in the outbox, waiting for the broker's PUBACK."""
+
+    part: Part
+    verdict: str
+
+
+class Handshake:
+    """Trigger replies and part bookkeeping for every trigger-mode camera of the daemon."""
+
+    def __init__(self, workers: Mapping[str, CaptureWorker], publisher: HandshakePublisher) -> None:
+        self.workers = workers  # the daemon's dict, filled when the cameras start
+        self.publisher = publisher
+        self._stored: dict[int, _Stored] = {}  # outbox seq -> part
+        self._record = threading.Lock()  # a PUBACK must not overtake the record of its part's seq
+
+    # ----- commands thread -----------------------------------------------------------------------------------------
+    def trigger(self, cmd: TriggerCommand) -> dict[str, Any]:
+        """`cmd/trigger`: accepted with its position, or CommandError with `status` busy/overflow."""
+        worker = self.workers.get(cmd.camera)
+        if worker is None:
+            raise CommandError(f"camera: unknown camera {cmd.camera!r}; cameras: {sorted(self.workers)}")
+        if worker.triggers is None:
+            raise CommandError(f"camera: {cmd.camera!r} runs in {worker.cfg.mode!r} mode, not 'trigger'")
+        answer = worker.trigger(cmd.part_id, cmd.expect)
+        fields = {"status": answer.status, "camera": cmd.camera, "part_id": cmd.part_id}
+        if answer.part is None:
+            log.info("trigger refused", reason=answer.reason, **fields)
+            raise CommandError(f"{answer.status}: {answer.reason}; nothing captured, retry", **fields)
+        return {**fields, "position": answer.position, "capacity": worker.triggers.capacity}
+
+    # ----- capture threads -----------------------------------------------------------------------------------------
+    def publish_state(self, state: HandshakeState) -> None:
+        """The camera's retained handshake state (called by its TriggerQueue after every change)."""
+        fields = asdict(state)
+        self.publisher.publish_handshake(fields.pop("camera"), **fields)
+
+    # ----- results thread ------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Hold while storing a batch and calling `stored`, so `delivered` never sees a seq before its part."""
+        with self._record:
+            yield
+
+    def stored(self, results: Sequence[tuple[Frame, str, int | None]]) -> None:
+        """Each (frame, verdict, seq or None when the outbox refused it) of a stored batch; inside `recording`."""
+        for frame, verdict, seq in results:
+            part = self._part_of(frame)
+            if part is None:
+                continue
+            if seq is None:
+                self._failed(frame.camera, frame.trigger, "the outbox refused its result (see outbox_alarm)")
+            else:
+                self._stored[seq] = _Stored(part, verdict)
+
+    def skipped(self, frame: Frame, reason: str) -> None:
+        """The detector refused the frame: its part gets no result."""
+        self._failed(frame.camera, frame.trigger, f"the detector refused its frame: {reason}")
+
+    # ----- MQTT drain thread ---------------------------------------------------------------------------------------
+    def delivered(self, seqs: Sequence[int]) -> None:
+        """The broker acknowledged these results: their parts leave the queue and `result_ready` goes out."""
+        with self._record:
+            done = [(seq, item) for seq in seqs if (item := self._stored.pop(seq, None)) is not None]
+        for seq, item in done:
+            part = item.part
+            worker = self.workers[part.camera]
+            if worker.triggers is None or worker.triggers.finish(part.ticket) is None:
+                continue
+            self.publisher.publish_event("result_ready", camera=part.camera, part_id=part.part_id, seq=seq,
+                                         frame_id=part.frame_id, verdict=item.verdict)
+
+    # ----- inference thread ----------------------------------------------------------------------------------------
+    def tick(self, now: float | None = None, stopping: bool = False) -> None:
+        """Fail the parts that waited too long for their frame at `now` (all waiting ones when the daemon stops)."""
+        now = math.inf if stopping else (time.monotonic() if now is None else now)
+        for worker in self.workers.values():
+            if worker.triggers is None:
+                continue
+            for part in worker.triggers.expire(now):
+                reason = "daemon stopping" if stopping else (
+                    f"no frame within {worker.triggers.acquire_timeout_s:g} s (camera {worker.status})")
+                self._announce_failure(part, reason)
+
+    def _part_of(self, frame: Frame) -> Part | None:
+        worker = self.workers.get(frame.camera)
+        if frame.trigger is None or worker is None or worker.triggers is None:
+            return None
+        return worker.triggers.find(frame.trigger)
+
+    def _failed(self, camera: str, ticket: int | None, reason: str) -> None:
+        worker = self.workers.get(camera)
+        if ticket is None or worker is None or worker.triggers is None:
+            return
+        part = worker.triggers.fail(ticket)
+        if part is not None:
+            self._announce_failure(part, reason)
+
+    def _announce_failure(self, part: Part, reason: str) -> None:
+        log.warning("triggered part not inspected", camera=part.camera, part_id=part.part_id, reason=reason)
+        self.publisher.publish_event("trigger_failed", camera=part.camera, part_id=part.part_id, reason=reason)
