@@ -66,6 +66,7 @@ def test_an_accepted_trigger_replies_with_its_place_and_a_refusal_says_busy(line
     handshake, _worker, publisher = line
     reply = handshake.trigger(TriggerCommand(camera="gate", part_id="P-1", expect="fail"))
     assert reply == {"status": "accepted", "camera": "gate", "part_id": "P-1", "position": 1, "capacity": 2}
+    assert handshake.workers["gate"].triggers.find(1).expect == "fail"  # reaches the frame (flagged-miss)
     with pytest.raises(CommandError) as refused:
         handshake.trigger(TriggerCommand(camera="gate", part_id="P-2"))
     assert refused.value.fields == {"status": "busy", "camera": "gate", "part_id": "P-2"}
