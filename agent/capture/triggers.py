@@ -144,6 +144,11 @@ class TriggerQueue:
                 self._online = online
                 self._changed()
 
+    def announce(self) -> None:
+        """Hand the current state to `on_change` (at start, so the line sees `ready: false` before any frame)."""
+        with self._lock:
+            self._changed()
+
     def state(self) -> HandshakeState:
         with self._lock:
             return self._state()

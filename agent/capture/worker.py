@@ -196,6 +196,8 @@ class CaptureWorker:
 
     # ----- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.triggers is not None:
+            self.triggers.announce()
         if not self.cfg.enabled:
             self._set_status("disabled", "camera disabled in config")
             return

@@ -28,13 +28,15 @@ class Plc:
 
     def __init__(self, broker: Broker) -> None:
         self.replies: dict[str, dict[str, Any]] = {}
+        self.repeated: list[str] = []  # parts answered twice (a bug: each trigger gets one reply)
         self.client = connect_client(broker, f"plc-{uuid.uuid4().hex[:6]}")
         self.client.on_message = self._on_reply
         self.client.subscribe("plc/replies", qos=1)
 
     def _on_reply(self, _c: Any, _u: Any, msg: Any) -> None:
         part_id = msg.properties.CorrelationData.decode()
-        assert part_id not in self.replies, f"second reply for {part_id}"
+        if part_id in self.replies:
+            self.repeated.append(part_id)
         self.replies[part_id] = json.loads(msg.payload)
 
     def trigger(self, part_id: str) -> None:
@@ -90,6 +92,7 @@ def test_a_burst_of_triggers_at_ten_times_the_camera_rate_answers_every_part(tmp
         daemon.ensure_dead()
 
     refused = {p for p, r in plc.replies.items() if not r["ok"]}
+    assert plc.repeated == []
     assert all(r["status"] == "accepted" and r["position"] >= 1 for p, r in plc.replies.items() if p in accepted)
     assert all(r["status"] in ("busy", "overflow") and r["error"] for p, r in plc.replies.items() if p in refused)
     assert accepted and refused, "ten times the camera's rate must both accept and refuse parts"
@@ -127,3 +130,24 @@ def test_a_part_the_line_flags_as_bad_that_does_not_fail_is_queued_for_review_as
     with sqlite3.connect(tmp_path / "state" / "queue" / "index.sqlite3") as db:
         queued = db.execute("SELECT part_id, reason FROM entries").fetchall()
     assert [part for part, _ in queued] == ["F-1"] and "flagged-miss" in queued[0][1], queued
+
+
+def test_a_camera_that_is_not_online_is_announced_not_ready_and_refuses_triggers_as_busy(
+        tmp_path: Path, tiny_model_dir: Path, mosquitto: Broker) -> None:
+    cameras = [{"name": "gate", "source": str(tmp_path / "unplugged"), "fps": CAMERA_FPS, "mode": "trigger"}]
+    config = write_config(tmp_path, tiny_model_dir, mosquitto, cameras)
+    online = Subscriber(mosquitto, f"{BASE}/status", client_id="line-status")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        assert wait_for(lambda: any(s["state"] == "online" for s in online.payloads()), 90), daemon.log_tail()
+        time.sleep(0.5)  # the command subscription follows the online status on connect
+        reply = send_command(mosquitto, "trigger", json.dumps({"camera": "gate", "part_id": "P-1"}).encode())
+        state = Subscriber(mosquitto, f"{BASE}/cameras/gate/handshake", client_id="line-state")  # a late PLC
+        latest = state.wait_for(lambda p: bool(p) and p[-1]["counters"]["busy"] == 1, 10)
+        state.close()
+        assert daemon.terminate() == 0, daemon.log_tail()
+    finally:
+        online.close()
+        daemon.ensure_dead()
+    assert (reply["ok"], reply["status"], reply["part_id"]) == (False, "busy", "P-1") and "not online" in reply["error"]
+    assert latest and not latest[-1]["ready"] and latest[-1]["results_pending"] == 0

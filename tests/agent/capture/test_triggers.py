@@ -36,6 +36,8 @@ def captured(queue: TriggerQueue, part_id: str | None, now: float, frame_id: int
 def test_an_offline_camera_refuses_as_busy_and_is_not_ready() -> None:
     states = States()
     queue = TriggerQueue("gate", 3, 1.0, on_change=states)
+    queue.announce()
+    assert states.seen == [HandshakeState("gate", False, False, False, 0, 3, None, queue.state().counters)]
     answer = queue.offer("P-1", None, 0.0)
     assert (answer.status, answer.part) == ("busy", None) and "not online" in answer.reason
     assert not states.last.ready and states.last.counters["busy"] == 1

@@ -127,6 +127,21 @@ def test_camera_status_is_retained_and_republished(mosquitto: Broker, publisher:
     assert got[0]["state"] == "online" and got[0]["frames"] == 10 and got[0]["dropped"] == 1
 
 
+def test_handshake_state_is_retained_and_acknowledged_seqs_are_reported(mosquitto: Broker,
+                                                                        publisher: MqttPublisher) -> None:
+    delivered: list[int] = []
+    publisher.on_delivered = delivered.extend
+    wait_connected(publisher)
+    publisher.publish_handshake("gate", ready=False, results_pending=1, last_part_id="P-1")
+    seq = append_result(publisher, "gate", part_id="P-1")
+    assert wait_until(lambda: seq in delivered, timeout_s=10)
+    assert publisher.outbox.depth() == 0  # reported only once the row is gone
+    sub = Subscriber(mosquitto, publisher.topics.handshake("gate"), client_id="handshake-sub")
+    got = sub.wait_for(lambda ps: bool(ps), timeout_s=5)
+    sub.close()
+    assert got[0]["last_part_id"] == "P-1" and got[0]["results_pending"] == 1 and got[0]["ts"].endswith("Z")
+
+
 @pytest.mark.faults
 def test_broker_killed_mid_stream_every_seq_arrives_once_in_order(mosquitto: Broker, publisher: MqttPublisher) -> None:
     sub = Subscriber(mosquitto, publisher.topics.result("+"), client_id="persistent-sub")
