@@ -107,15 +107,14 @@ class Handshake:
 
     # ----- inference thread ----------------------------------------------------------------------------------------
     def tick(self, now: float | None = None, stopping: bool = False) -> None:
-        """Fail the parts that waited too long for their frame at `now` (all waiting ones when the daemon stops)."""
+        """Announce the parts that lost their frame: camera offline, waited too long at `now`, or the daemon stops
+        (every part still waiting)."""
         now = math.inf if stopping else (time.monotonic() if now is None else now)
         for worker in self.workers.values():
             if worker.triggers is None:
                 continue
-            for part in worker.triggers.expire(now):
-                reason = "daemon stopping" if stopping else (
-                    f"no frame within {worker.triggers.acquire_timeout_s:g} s (camera {worker.status})")
-                self._announce_failure(part, reason)
+            for part, reason in worker.triggers.expire(now):
+                self._announce_failure(part, "daemon stopping" if stopping else reason)
 
     def _part_of(self, frame: Frame) -> Part | None:
         worker = self.workers.get(frame.camera)

@@ -76,6 +76,7 @@ class TriggerQueue:
         self._parts: dict[int, Part] = {}  # ticket -> part, in acceptance order
         self._next_ticket = 1
         self._online = False
+        self._lost: list[tuple[Part, str]] = []  # failed by set_online, not yet returned by expire
         self._last_part_id: str | None = None
         self._counters = {"accepted": 0, "busy": 0, "overflow": 0, "results": 0, "failed": 0}
         self._lock = threading.Lock()
@@ -126,23 +127,31 @@ class TriggerQueue:
         """The part will get no result (no frame, refused by the detector or the outbox): it leaves the queue."""
         return self._remove(ticket, "failed")
 
-    def expire(self, now: float) -> list[Part]:
-        """Parts that waited longer than `acquire_timeout_s` for their frame; they leave the queue as failed."""
+    def expire(self, now: float) -> list[tuple[Part, str]]:
+        """Parts that lost their camera, or waited longer than `acquire_timeout_s`, before their frame: they leave
+        the queue as failed, each with why."""
         with self._lock:
-            late = [p for p in self._parts.values()
+            late = [(p, f"no frame within {self.acquire_timeout_s:g} s") for p in self._parts.values()
                     if p.frame_id is None and now - p.accepted_at > self.acquire_timeout_s]
-            for part in late:
-                del self._parts[part.ticket]
-                self._counters["failed"] += 1
+            for part, _reason in late:
+                self._drop(part)
+            lost, self._lost = self._lost, []
             if late:
                 self._changed()
-            return late
+            return lost + late
 
     def set_online(self, online: bool) -> None:
+        """The camera's status changed. A part waiting for its frame when the camera goes offline has lost it: a
+        frame after the reconnect would show whatever is in front of the camera by then."""
         with self._lock:
-            if online != self._online:
-                self._online = online
-                self._changed()
+            if online == self._online:
+                return
+            self._online = online
+            waiting = self._waiting()
+            if not online and waiting is not None:
+                self._drop(waiting)
+                self._lost.append((waiting, "the camera went offline before its frame"))
+            self._changed()
 
     def announce(self) -> None:
         """Hand the current state to `on_change` (at start, so the line sees `ready: false` before any frame)."""
@@ -160,6 +169,10 @@ class TriggerQueue:
                 self._counters[outcome] += 1
                 self._changed()
             return part
+
+    def _drop(self, part: Part) -> None:
+        del self._parts[part.ticket]
+        self._counters["failed"] += 1
 
     def _waiting(self) -> Part | None:
         return next((p for p in self._parts.values() if p.frame_id is None), None)

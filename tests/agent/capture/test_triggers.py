@@ -92,7 +92,7 @@ def test_a_part_that_gets_no_frame_in_time_expires_as_failed() -> None:
     queue = online_queue()
     part = queue.offer("P-1", None, 0.0).part
     assert queue.expire(0.9) == []
-    assert queue.expire(1.1) == [part]
+    assert queue.expire(1.1) == [(part, "no frame within 1 s")]
     assert queue.state().counters["failed"] == 1 and queue.state().results_pending == 0
     assert queue.claim(7, 1.2) is None
     done = captured(queue, "P-2", 2.0, 8)
@@ -118,3 +118,15 @@ def test_a_failing_state_callback_does_not_fail_the_trigger() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         TriggerQueue("gate", 0, 1.0)
+
+
+def test_a_part_waiting_for_its_frame_when_the_camera_goes_offline_fails_at_once() -> None:
+    queue = online_queue()
+    done = captured(queue, "P-1", 0.0, 1)
+    waiting = queue.offer("P-2", None, 0.5).part
+    queue.set_online(False)
+    queue.set_online(True)
+    assert queue.claim(2, 0.6) is None  # the first frame after the reconnect is not P-2's
+    assert queue.expire(0.6) == [(waiting, "the camera went offline before its frame")]
+    assert queue.expire(0.6) == [] and queue.find(done) is not None  # a captured part keeps waiting for its result
+    assert queue.state().counters["failed"] == 1
