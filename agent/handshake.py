@@ -79,6 +79,8 @@ class Handshake:
 
     def stored(self, results: Sequence[tuple[Frame, str, int | None]]) -> None:
         """Each (frame, verdict, seq or None when the outbox refused it) of a stored batch; inside `recording`."""
+        if not self._record.locked():
+            raise RuntimeError("Handshake.stored outside recording(): a PUBACK could overtake the record of its seq")
         for frame, verdict, seq in results:
             part = self._part_of(frame)
             if part is None:

@@ -123,3 +123,9 @@ def test_a_part_without_a_frame_fails_after_its_timeout_or_when_the_daemon_stops
     handshake.tick(stopping=True)
     reasons = [(f["part_id"], f["reason"]) for _kind, f in publisher.events]
     assert reasons == [("P-1", "no frame within 0.5 s"), ("P-2", "daemon stopping")]
+
+
+def test_storing_outside_recording_is_a_bug_caught_at_once(line) -> None:
+    handshake, _worker, _publisher = line
+    with pytest.raises(RuntimeError, match="outside recording"):
+        handshake.stored([])
