@@ -17,6 +17,7 @@ from agent.detector.loc import to_loc_text
 from agent.modeldir import MissingClassList, read_class_names
 from finetune.data.dataset import Dataset, Sample
 from finetune.losses import label_ids
+from finetune.train.augment import augment_frame
 from finetune.train.config import GROUNDING, TrainConfig, TrainError
 
 
@@ -93,18 +94,30 @@ class Batcher:
             self._prompts[prompt] = self.processor(text=[prompt], images=[dummy], return_tensors="pt").input_ids[0]
         return self._prompts[prompt]
 
-    def __call__(self, samples: Sequence[Sample], rng: np.random.Generator, task: str | None = None
-                 ) -> dict[str, torch.Tensor]:
+    def __call__(self, samples: Sequence[Sample], rng: np.random.Generator, task: str | None = None,
+                 augment_rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs; given `augment_rng` and `config.augment`, frames and boxes are augmented (training only)."""
         from agent.detector.florence2 import preprocess_frames
-        from agent.imageio import read_image
 
-        frames = [read_image(s.image) for s in samples]
+        frames, boxes = self.frames_and_boxes(samples, augment_rng)
         pixels = torch.from_numpy(preprocess_frames(frames, self.processor.image_processor, self.size))
         tasks = [task or str(rng.choice(list(self.config.tasks))) for _ in samples]
-        pairs = [target_for(t, s.detections, rng, self.config.shuffle_boxes) for t, s in zip(tasks, samples)]
+        pairs = [target_for(t, dets, rng, self.config.shuffle_boxes) for t, dets in zip(tasks, boxes)]
         input_ids, attention = pad_prompts([self.prompt_ids(p) for p, _ in pairs], int(self.tokenizer.pad_token_id))
         return {"pixel_values": pixels, "input_ids": input_ids, "attention_mask": attention,
                 "labels": label_ids(self.tokenizer, [t for _, t in pairs])}
+
+
+    def frames_and_boxes(self, samples: Sequence[Sample], augment_rng: np.random.Generator | None
+                         ) -> tuple[list[npt.NDArray[np.uint8]], list[Detections]]:
+        from agent.imageio import read_image
+
+        frames = [read_image(s.image) for s in samples]
+        boxes = [s.detections for s in samples]
+        if self.config.augment is None or augment_rng is None:
+            return frames, boxes
+        pairs = [augment_frame(f, d, augment_rng, self.config.augment) for f, d in zip(frames, boxes)]
+        return [f for f, _ in pairs], [d for _, d in pairs]
 
 
 def pad_prompts(prompts: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,11 +10,32 @@ from finetune.lora import LoraSettings
 
 TASKS: tuple[str, ...] = ("<OD>", "<DENSE_REGION_CAPTION>", "<CAPTION_TO_PHRASE_GROUNDING>")
 GROUNDING = "<CAPTION_TO_PHRASE_GROUNDING>"
+SCHEDULES: tuple[str, ...] = ("cosine", "three-stage")  # see finetune/train/schedule.py
 Progress = Callable[[int, int, dict[str, float]], None]
 
 
 class TrainError(ValueError):
     """A training request that cannot run; the message names the setting, file or value at fault."""
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """What augmentation draws (defaults: flips half the time, crops of 80-100 % of a side, +-20 % light)."""
+
+    hflip: float = 0.5  # probability of a horizontal flip
+    vflip: float = 0.5  # probability of a vertical flip
+    min_scale: float = 0.8  # crop side as a fraction of the frame side, drawn from [min_scale, 1]; 1 = no crop
+    brightness: float = 0.2  # offset drawn from +-brightness x 255
+    contrast: float = 0.2  # gain around the frame's mean drawn from [1 - contrast, 1 + contrast]
+    min_visible: float = 0.5  # a box the crop cuts keeps its clipped part when this much of its area is inside
+
+    def __post_init__(self) -> None:
+        checks = {"hflip": 0 <= self.hflip <= 1, "vflip": 0 <= self.vflip <= 1,
+                  "min_scale": 0 < self.min_scale <= 1, "brightness": 0 <= self.brightness <= 1,
+                  "contrast": 0 <= self.contrast < 1, "min_visible": 0 < self.min_visible <= 1}
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise TrainError(f"augment.{bad[0]}={getattr(self, bad[0])!r} is out of range")
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,11 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16
     unfreeze_vision_epoch: int | None = None  # staged unfreezing: vision LoRA frozen before this epoch (0-based)
     shuffle_boxes: bool = False  # suffix order augmentation: boxes in random order instead of reading order
+    augment: AugmentSettings | None = None  # image augmentation (finetune/train/augment.py); None: off
+    hard_fraction: float = 0.0  # hard-example mining: the top fraction of a batch by loss weighted up; 0: off
+    hard_weight: float = 2.0  # raw weight of those hardest samples (the others 1), normalised to a mean of 1
+    schedule: str = "cosine"  # cosine: warm-up + cosine at lr | three-stage: the preset of finetune/train/schedule.py
+    stage_ends: tuple[float, float] = (1 / 3, 2 / 3)  # three-stage: where stages 1 and 2 end, fractions of the steps
     tasks: tuple[str, ...] = ("<OD>",)
     loc_sigma: float = 0.0  # > 0: Gaussian soft targets over neighbouring <loc> bins
     checkpoint_every: int = 50
@@ -57,6 +83,19 @@ class TrainConfig:
             raise TrainError(f"tasks {list(self.tasks)}: each must be one of {list(TASKS)}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise TrainError(f"amp={self.amp!r}: must be auto, off, bf16 or fp16")
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        if not 0.0 <= self.hard_fraction <= 1.0 or self.hard_weight < 1.0:
+            raise TrainError(f"hard_fraction={self.hard_fraction!r} must lie in [0, 1] and hard_weight="
+                             f"{self.hard_weight!r} be at least 1")
+        if self.schedule not in SCHEDULES:
+            raise TrainError(f"schedule={self.schedule!r}: must be one of {list(SCHEDULES)}")
+        first, second = self.stage_ends
+        if not 0.0 < first < second < 1.0:
+            raise TrainError(f"stage_ends={self.stage_ends!r}: need 0 < first < second < 1 (fractions of the steps)")
+        if self.schedule != "cosine" and self.unfreeze_vision_epoch is not None:
+            raise TrainError(f"schedule={self.schedule!r} sets its own unfreezing: leave unfreeze_vision_epoch unset")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -69,7 +69,8 @@ def train_lora(
     run_dir = Path(run_dir) if run_dir is not None else out_dir.with_name(out_dir.name + ".run")
     if not train_set.samples:
         raise TrainError("the training set has no samples")
-    if config.unfreeze_vision_epoch is not None and not config.lora.vision and init_adapter is None:
+    staged = config.unfreeze_vision_epoch is not None or config.schedule == "three-stage"
+    if staged and not config.lora.vision and init_adapter is None:
         config = replace(config, lora=replace(config.lora, vision=True))  # staged unfreezing needs vision LoRA
     trainer = LoraTrainer(model_dir, config, init_adapter)
     class_names = model_class_names(model_dir)
@@ -126,10 +127,12 @@ class _Run:
     def loop(self, start: int) -> None:
         for step in range(start, self.plan.steps):
             epoch = step // self.plan.per_epoch
-            self.trainer.vision_stage(epoch)
+            self.trainer.unfreeze_for(step, epoch)
             indices = batch_indices(len(self.samples), self.config.batch_size, self.config.seed, step)
             rng = np.random.default_rng([self.config.seed, 1, step])
-            loss = self.trainer.train_step(self.trainer.batcher([self.samples[i] for i in indices], rng))
+            augment_rng = np.random.default_rng([self.config.seed, 2, step])  # own stream: targets draw as before
+            batch = self.trainer.batcher([self.samples[i] for i in indices], rng, augment_rng=augment_rng)
+            loss = self.trainer.train_step(batch)
             self._record(step, loss)
             if (step + 1) % self.plan.per_epoch == 0 or step + 1 == self.plan.steps:
                 self._end_epoch(epoch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import resource
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,22 +16,16 @@ from agent.detector.florence2 import pick_device as detector_device
 from agent.detector.loc import LOC_BINS
 from finetune.data.dataset import Sample
 from finetune.lora import add_lora, enable_checkpointing, load_lora, lora_parameters, set_vision_trainable
-from finetune.losses import sequence_loss, soft_loc_targets
+from finetune.losses import sample_losses, sequence_loss, soft_loc_targets
 from finetune.train.batches import Batcher
 from finetune.train.checkpoints import restore_rng, rng_state
 from finetune.train.config import TrainConfig, TrainError
+from finetune.train.hard_examples import weighted_batch_loss
 from finetune.train.memory import CheckpointingChoice, activation_bytes, choose_checkpointing
+from finetune.train.schedule import apply_stage, lr_lambdas
 
 
-# ----- schedule, precision, memory ------------------------------------------------------------------------------------
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
+# ----- precision, memory, device ------------------------------------------------------------------------------------
 def amp_dtype(requested: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: bf16 where the GPU supports it, else fp16; None on CPU or with amp off."""
     if requested == "off" or (requested == "auto" and device.type != "cuda"):
@@ -85,6 +78,7 @@ class LoraTrainer:
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
         self.schedule: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.total_steps = 0
 
     def _checkpointing(self, base: Any) -> CheckpointingChoice:
         precision = 2 if self.amp is not None else 4
@@ -107,27 +101,34 @@ class LoraTrainer:
         return torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
 
     def set_schedule(self, total_steps: int) -> None:
-        warmup = min(self.config.warmup_steps, max(total_steps - 1, 0))
+        self.total_steps = total_steps
+        base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, warmup, total_steps))
+            self.optimizer, lr_lambdas(self.config, base_lrs, total_steps))
 
-    def vision_stage(self, epoch: int) -> None:
-        """Staged unfreezing: vision-tower LoRA frozen before `unfreeze_vision_epoch`, trainable from it."""
-        if self.staged:
+    def unfreeze_for(self, step: int, epoch: int) -> None:
+        """Which LoRA weights train at this step: the three-stage preset's stage, or `unfreeze_vision_epoch`."""
+        if self.config.schedule == "three-stage":
+            apply_stage(self.model, self.config, step, self.total_steps)
+        elif self.staged:
             set_vision_trainable(self.model, epoch >= int(self.config.unfreeze_vision_epoch or 0))
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, batch: dict[str, torch.Tensor], mining: bool = False) -> torch.Tensor:
+        """The batch's training loss; with `mining`, hard-example weighted (`finetune/train/hard_examples.py`)."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
         autocast = (torch.autocast("cuda", dtype=self.amp) if self.amp is not None else contextlib.nullcontext())
         with autocast:
             out = self.model(**batch, use_cache=False)
+        if mining and self.config.hard_fraction > 0:
+            losses = sample_losses(out.logits, batch["labels"], self.loc_ids, self.soft)
+            return weighted_batch_loss(losses, self.config.hard_fraction, self.config.hard_weight)
         if self.soft is None:
             return out.loss.float()
         return sequence_loss(out.logits, batch["labels"], self.loc_ids, self.soft)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         self.model.train()
-        loss = self.loss(batch)
+        loss = self.loss(batch, mining=True)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
