@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from finetune.cli.data import SourceFormat
+
+
+class Schedule(str, Enum):
+    """Choices for --schedule (a test checks they match `finetune.train.config.SCHEDULES`)."""
+
+    cosine = "cosine"
+    three_stage = "three-stage"
+
+
+def recipe_options(augment: bool, hard_examples: float, hard_weight: float, schedule: Schedule) -> dict[str, Any]:
+    """The training-recipe flags as `TrainConfig` fields (augmentation with its described defaults when on)."""
+    from finetune.train.config import AugmentSettings
+
+    return {"augment": AugmentSettings() if augment else None, "hard_fraction": hard_examples,
+            "hard_weight": hard_weight, "schedule": schedule.value}
 
 
 def finetune_command(
@@ -22,7 +39,7 @@ def finetune_command(
     epochs: int = typer.Option(3, "--epochs", min=1, help="passes over the training set"),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="stop after this many steps (wins)"),
     batch: int = typer.Option(4, "--batch", min=1, help="frames per step"),
-    lr: float = typer.Option(2e-4, "--lr", min=0.0, help="peak learning rate"),
+    lr: float = typer.Option(2e-4, "--lr", min=0.0, help="peak learning rate (not used by --schedule three-stage)"),
     warmup: int = typer.Option(10, "--warmup", min=0, help="linear warm-up steps before the cosine decay"),
     r: int = typer.Option(8, "--lora-r", min=1, help="LoRA rank"),
     alpha: int = typer.Option(16, "--lora-alpha", min=1, help="LoRA alpha"),
@@ -31,6 +48,20 @@ def finetune_command(
     unfreeze_vision: int | None = typer.Option(
         None, "--unfreeze-vision-epoch", min=0, help="staged: vision LoRA trains from this epoch (0-based) on"),
     shuffle_boxes: bool = typer.Option(False, "--shuffle-boxes", help="suffix order augmentation"),
+    augment: bool = typer.Option(
+        False, "--augment/--no-augment",
+        help="image augmentation: flips (each 50 %), crops of 80-100 % of a side, brightness/contrast +-20 %; boxes "
+             "follow (clipped; a box with under half its area left in the crop is dropped). Default: off"),
+    hard_examples: float = typer.Option(
+        0.0, "--hard-examples", min=0.0, max=1.0,
+        help="hard-example mining: this fraction of each batch with the highest loss (e.g. 0.2) is weighted up. "
+             "Default 0: off"),
+    hard_weight: float = typer.Option(
+        2.0, "--hard-weight", min=1.0, help="raw weight of those hardest samples (others 1), normalised to mean 1"),
+    schedule: Schedule = typer.Option(
+        Schedule.cosine, "--schedule",
+        help="cosine: warm-up then cosine decay from --lr. three-stage (preset): lr 1e-4 with the first 2 vision "
+             "stages' LoRA frozen, then 5e-5 with the first frozen, then 1e-5 all unfrozen; thirds of the steps"),
     tasks: str = typer.Option("<OD>", "--tasks", help="comma-separated task mix, e.g. <OD>,<DENSE_REGION_CAPTION>"),
     checkpointing: bool | None = typer.Option(
         None, "--grad-checkpointing/--no-grad-checkpointing",
@@ -61,7 +92,8 @@ def finetune_command(
             lora=LoraSettings(r=r, alpha=alpha, dropout=dropout, vision=vision), gradient_checkpointing=checkpointing,
             amp=amp, unfreeze_vision_epoch=unfreeze_vision, shuffle_boxes=shuffle_boxes,
             tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), checkpoint_every=checkpoint_every,
-            max_seconds=max_minutes * 60 if max_minutes else None, device=device)
+            max_seconds=max_minutes * 60 if max_minutes else None, device=device,
+            **recipe_options(augment, hard_examples, hard_weight, schedule))
         train_set = read_dataset(data_format.value, data)
         val_set = read_dataset(data_format.value, val) if val is not None else None
         with ProgressBar() as report:

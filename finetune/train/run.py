@@ -132,8 +132,9 @@ class _Run:
             rng = np.random.default_rng([self.config.seed, 1, step])
             augment_rng = np.random.default_rng([self.config.seed, 2, step])  # own stream: targets draw as before
             batch = self.trainer.batcher([self.samples[i] for i in indices], rng, augment_rng=augment_rng)
+            lr = float(self.trainer.optimizer.param_groups[0]["lr"])  # the rate this step uses, before it moves on
             loss = self.trainer.train_step(batch)
-            self._record(step, loss)
+            self._record(step, loss, lr)
             if (step + 1) % self.plan.per_epoch == 0 or step + 1 == self.plan.steps:
                 self._end_epoch(epoch)
             if (step + 1) % self.config.checkpoint_every == 0 and step + 1 < self.plan.steps:
@@ -145,12 +146,11 @@ class _Run:
                     self._end_epoch(epoch)
                 break
 
-    def _record(self, step: int, loss: float) -> None:
+    def _record(self, step: int, loss: float, lr: float) -> None:
         if not math.isfinite(loss):
             raise TrainError(f"training diverged: loss {loss} at step {step} (lower the learning rate)")
         self.step = step + 1
         self.epoch_losses.append(loss)
-        lr = float(self.trainer.optimizer.param_groups[0]["lr"])
         if step % self.config.log_every == 0 or self.step == self.plan.steps:
             self.history.append({"step": float(self.step), "loss": loss, "lr": lr})
         if self.progress is not None:

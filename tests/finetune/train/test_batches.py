@@ -62,3 +62,30 @@ def test_a_class_the_model_lacks_but_its_tokenizer_spells_comes_with_what_to_do(
     with pytest.raises(TrainError, match=r"\['rolled-in_scale'\] are unknown to the model .* tokenizer spells them, "
                                          r"so it can learn them: add them to classes.txt .*edge-inspect model train"):
         align_classes(Dataset(("rolled-in_scale",), []), CLASSES, "training set", build_tokenizer(CLASSES))
+
+
+def test_training_batches_carry_the_augmented_boxes_and_validation_batches_the_originals(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoProcessor
+
+    from agent.detector.loc import to_loc_text
+    from agent.imageio import read_image
+    from finetune.losses import label_ids
+    from finetune.train.augment import augment_frame
+    from finetune.train.batches import Batcher
+    from finetune.train.config import AugmentSettings, TrainConfig
+    from tests.finetune.lora_helpers import frames, write_set
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    settings = AugmentSettings(min_scale=0.6)
+    batcher = Batcher(processor, TrainConfig(augment=settings))
+    samples = write_set(frames(5, 3), tmp_path / "data").samples
+    batch = batcher(samples, np.random.default_rng(0), task="<OD>", augment_rng=np.random.default_rng(9))
+    rng = np.random.default_rng(9)
+    moved = [augment_frame(read_image(s.image), s.detections, rng, settings)[1] for s in samples]
+    expected = label_ids(processor.tokenizer, [to_loc_text(d.sorted_raster()) for d in moved])
+    assert torch.equal(batch["labels"], expected)
+    assert batch["pixel_values"].shape[2:] == (batcher.size[1], batcher.size[0])
+    plain = batcher(samples, np.random.default_rng(0), task="<OD>")  # no augment_rng: validation
+    originals = label_ids(processor.tokenizer, [to_loc_text(s.detections.sorted_raster()) for s in samples])
+    assert torch.equal(plain["labels"], originals) and not torch.equal(plain["labels"], expected)

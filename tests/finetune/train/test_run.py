@@ -96,3 +96,22 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(base: Path, tmp_path: Pat
     steps = [h["step"] for h in history]
     assert steps == sorted(steps) and steps[-1] == 12 and len(set(steps)) == len(steps)
     assert history[-1]["loss"] < history[0]["loss"] and np.isfinite(history[-1]["loss"])
+
+
+def test_a_resumed_three_stage_run_with_the_recipe_on_follows_the_uninterrupted_one(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Stage, learning rate, augmentation and mining are functions of the step: resuming at step 3 of 6 reproduces
+    the rates and losses of the run that was not interrupted."""
+    from finetune.lora import LoraSettings
+    from finetune.train.config import AugmentSettings, TrainConfig
+
+    data = write_set(frames(8, 4), tmp_path / "data")
+    config = TrainConfig(max_steps=6, batch_size=2, warmup_steps=0, schedule="three-stage", augment=AugmentSettings(),
+                         hard_fraction=0.5, eval_map=False, gradient_checkpointing=False, checkpoint_every=3,
+                         log_every=1, device="cpu", lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    whole = train_lora(tiny_model_dir, data, tmp_path / "adapter", config)
+    assert [h["lr"] for h in whole.history] == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 1e-5, 1e-5])
+    resumed = train_lora(tiny_model_dir, data, tmp_path / "adapter", config, resume=True)
+    assert resumed.resumed_from == 3
+    assert [h["lr"] for h in resumed.history[3:]] == pytest.approx([h["lr"] for h in whole.history[3:]])
+    assert [h["loss"] for h in resumed.history[3:]] == pytest.approx([h["loss"] for h in whole.history[3:]], rel=1e-4)

@@ -1,0 +1,29 @@
+"""`edge-inspect finetune`: the training-recipe flags, their help, and how they become `TrainConfig` fields."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from finetune.cli.train import Schedule, recipe_options
+from finetune.train.config import SCHEDULES, AugmentSettings, TrainConfig
+
+
+def test_schedule_choices_match_the_trainers() -> None:
+    assert tuple(choice.value for choice in Schedule) == SCHEDULES
+
+
+def test_the_recipe_is_off_unless_asked_for() -> None:
+    off = TrainConfig(**recipe_options(False, 0.0, 2.0, Schedule.cosine))
+    assert off == TrainConfig()
+    on = TrainConfig(**recipe_options(True, 0.2, 3.0, Schedule.three_stage))
+    assert on.augment == AugmentSettings() and on.hard_fraction == 0.2 and on.hard_weight == 3.0
+    assert on.schedule == "three-stage"
+
+
+def test_help_lists_the_recipe_flags() -> None:
+    from agent.cli import app
+
+    result = CliRunner().invoke(app, ["finetune", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for flag in ("--augment", "--hard-examples", "--hard-weight", "--schedule", "three-stage"):
+        assert flag in result.output
