@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -60,6 +60,10 @@ from finetune.data.dataset import Dataset
 from finetune.metrics import class_pr_data
 from finetune.reliability import OVERALL
 
+if TYPE_CHECKING:
+    from agent.config.sections import RecalibrationConfig
+    from finetune.train.config import TrainConfig
+
 log = structlog.get_logger("calibration.run")
 STEPS: tuple[str, ...] = ("snapshot", "replay", "train", "export", "evaluate", "thresholds", "gate", "promote",
                           "notify", "report")
@@ -77,6 +81,19 @@ class RunOptions:
     run_id: str | None = None  # default: a new `agent.runs.new_run_id()`
     promote: bool = True  # False: a passing candidate is stored but not made current (the station's technician decides)
     train_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def train_config(cfg: RecalibrationConfig, options: RunOptions) -> TrainConfig:
+    """The training settings of a run: `settings.recalibration`, then the run's `train_overrides` on top."""
+    from finetune.lora import LoraSettings
+    from finetune.train.config import AugmentSettings, TrainConfig
+
+    minutes = options.max_minutes or cfg.max_minutes
+    base = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+            "max_seconds": minutes * 60, "max_memory_mb": cfg.max_memory_mb, "eval_map": False,
+            "lora": LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha), "augment": AugmentSettings() if cfg.augment
+            else None, "hard_fraction": cfg.hard_examples, "schedule": cfg.schedule}
+    return TrainConfig(**{**base, **options.train_overrides})
 
 
 # ----- the run ------------------------------------------------------------------------------------------------------
@@ -236,15 +253,9 @@ class Recalibration:
 
     # ----- training and evaluation ----------------------------------------------------------------------------------
     def _train(self, train_set: Dataset, current: Path | None) -> Path:
-        from finetune.lora import LoraSettings
-        from finetune.train.config import TrainConfig
         from finetune.train.run import train_lora
 
-        minutes = self.options.max_minutes or self.cfg.max_minutes
-        base = {"epochs": self.cfg.epochs, "batch_size": self.cfg.batch_size, "lr": self.cfg.lr,
-                "seed": self.cfg.seed, "max_seconds": minutes * 60, "max_memory_mb": self.cfg.max_memory_mb,
-                "lora": LoraSettings(r=self.cfg.lora_r, alpha=self.cfg.lora_alpha), "eval_map": False}
-        config = TrainConfig(**{**base, **self.options.train_overrides})
+        config = train_config(self.cfg, self.options)
         out = self.report.run_dir / "candidate"
         with self.step("train") as record:
             self.watch.start_training(config.max_seconds)

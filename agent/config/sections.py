@@ -282,6 +282,19 @@ class RecalibrationConfig(_Section):
     lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank of a first adapter (later runs keep theirs)")
     lora_alpha: int = Field(default=16, ge=1, description="LoRA alpha of a first adapter")
     seed: int = Field(default=0, description="Seed for replay sampling and training")
+    augment: bool = Field(
+        default=False, description="Image augmentation while training: flips, crops of 80-100 % of a side, "
+        "brightness/contrast +-20 %; boxes follow the pixels (docs/training.md)"
+    )
+    hard_examples: float = Field(
+        default=0.0, ge=0, le=1, description="Hard-example mining: this fraction of each training batch with the "
+        "highest loss is weighted x2, weights normalised to a mean of 1 (0: off)"
+    )
+    schedule: Literal["cosine", "three-stage"] = Field(
+        default="cosine", description="Learning-rate schedule: cosine (warm-up, then cosine decay from lr) or "
+        "three-stage (preset: 1e-4, 5e-5, 1e-5 over thirds of the steps, vision LoRA unfrozen stage by stage; lr "
+        "unused)"
+    )
     notify: Literal["mqtt", "none"] = Field(
         default="none", description="After a promotion: publish cmd/reload over MQTT, or none (systemd reloads)"
     )

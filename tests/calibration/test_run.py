@@ -34,7 +34,7 @@ from agent.store.model_store import ModelStore
 from calibration.evaluation import GoldenResult
 from calibration.golden import GoldenSet
 from calibration.report import Outcome
-from calibration.run import Recalibration, RunOptions, recalibrate
+from calibration.run import Recalibration, RunOptions, recalibrate, train_config
 from finetune.data.dataset import Dataset, Sample
 from finetune.metrics import score_predictions
 from tests.finetune.lora_helpers import CLASSES, FAST_LORA, frames, localising_base, write_set
@@ -93,6 +93,19 @@ def golden_results(tmp: Path, *hits: int) -> tuple[GoldenSet, list[GoldenResult]
         predictions = [t if i < count else t[np.zeros(1, dtype=bool)] for i, t in enumerate(truth)]
         results.append(GoldenResult(score_predictions(truth, predictions, CLASSES), predictions))
     return golden, results
+
+
+def test_the_training_recipe_flows_from_the_config_and_a_runs_overrides_win() -> None:
+    from agent.config.sections import RecalibrationConfig
+    from finetune.train.config import AugmentSettings
+
+    default = train_config(RecalibrationConfig(), RunOptions())
+    assert default.augment is None and default.hard_fraction == 0.0 and default.schedule == "cosine"
+    cfg = RecalibrationConfig(augment=True, hard_examples=0.2, schedule="three-stage", lr=3e-4)
+    config = train_config(cfg, RunOptions())
+    assert config.augment == AugmentSettings() and config.hard_fraction == 0.2 and config.schedule == "three-stage"
+    assert config.lr == 3e-4 and config.eval_map is False
+    assert train_config(cfg, RunOptions(train_overrides={"schedule": "cosine"})).schedule == "cosine"
 
 
 def test_the_gate_step_judges_the_reports_it_is_given(tmp_path: Path) -> None:
