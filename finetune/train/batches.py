@@ -107,9 +107,9 @@ class Batcher:
         return {"pixel_values": pixels, "input_ids": input_ids, "attention_mask": attention,
                 "labels": label_ids(self.tokenizer, [t for _, t in pairs])}
 
-
     def frames_and_boxes(self, samples: Sequence[Sample], augment_rng: np.random.Generator | None
                          ) -> tuple[list[npt.NDArray[np.uint8]], list[Detections]]:
+        """The frames as read and their boxes, both augmented when `config.augment` is set and a generator given."""
         from agent.imageio import read_image
 
         frames = [read_image(s.image) for s in samples]
