@@ -112,7 +112,7 @@ def report(result: dict[str, Any]) -> str:
         per_class = ", ".join(f"{c} {v['ece']}" for c, v in part["per_class"].items())
         lines.append(f"  {name:>10}: ECE {part['ece']} (noise floor {part['noise_floor']}); per class: {per_class}")
     for name, fit in result["fit"]["calibration"]["classes"].items():
-        lines.append(f"  {name}: {'fitted' if fit['fitted'] else 'identity'}: {fit['reason']}")
+        lines.append(f"  {name}: {fit.get('rule', 'fitted' if fit['fitted'] else 'raw')}: {fit['reason']}")
     lines.append(f"  target ECE <= {result['target_ece']}: {'met' if result['target_met'] else 'NOT met'}")
     return "\n".join(lines)
 
