@@ -39,7 +39,7 @@ from agent.health.notify import Notifier, Watchdog
 from agent.learn.queue import LearningQueue
 from agent.model_choice import DetectorFactory, ModelChoice, choose_model, detector_from_settings, thresholds_for
 from agent.publish.mqtt import MqttPublisher
-from agent.publish.outbox import Outbox, OutboxError, OutboxFull
+from agent.publish.outbox import OutboxError, OutboxFull, open_outbox
 from agent.publish.result import build_result
 from agent.reload import ReloadPlan, Scope, plan_reload
 from agent.runs import write_recalibration_request
@@ -100,7 +100,7 @@ class Daemon:
         self.choice = choose_model(self.settings)
         self.detector = self.detector_factory(self.settings, self.choice)
         self.thresholds = thresholds_for(self.settings, self.choice)
-        self.outbox = Outbox(state.outbox, self.settings.outbox.max_bytes, self.settings.outbox.alarm_fraction)
+        self.outbox = open_outbox(state.outbox, self.settings.outbox)
         self.queue = LearningQueue(state.queue, self.settings.queue)
         self.publisher = MqttPublisher(self.settings, self.outbox, self.detector.version,
                                        on_command=self._submit_command)

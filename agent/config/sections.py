@@ -192,6 +192,14 @@ class OutboxConfig(_Section):
     alarm_fraction: float = Field(
         default=0.8, gt=0, le=1, description="Raise an alarm event above this share of max_bytes"
     )
+    retention_hours: float = Field(
+        default=24.0, ge=0, description="Keep delivered results this long for `cmd/replay` (0: drop them within a "
+        "minute of their PUBACK)"
+    )
+    retention_max_bytes: int = Field(
+        default=64 * MiB, ge=0, description="Disk budget of the delivered results kept for replay (oldest delivery "
+        "pruned first); separate from max_bytes, which only counts results not yet delivered"
+    )
 
 
 class QueueConfig(_Section):

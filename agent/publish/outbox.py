@@ -1,13 +1,18 @@
-"""Durable result outbox: every result is committed to SQLite before it is published; rows leave only on PUBACK.
+"""Durable result outbox: every result is committed to SQLite before it is published, and kept after its PUBACK for a
+retention window so that a consumer that lost results downstream can ask for them again (`cmd/replay`).
 
 - `seq` is allocated in the same transaction that stores the row, from a counter kept in the database, so the
   sequence survives restarts and has no gaps: a result that fails to build or is refused never consumes a seq.
 - WAL + `synchronous=FULL`: a committed append survives a power cut, and a SIGKILL never leaves a torn row. A batch
   of results is one transaction (one fsync). Acknowledgements (deletes) commit without their own fsync: losing one
   to a power cut only means a resend, which at-least-once delivery allows anyway.
-- Bounded by a byte budget over the stored rows (topic + payload + a fixed per-row overhead). When an append would
+- A row is *pending* until its PUBACK, then *delivered* (`delivered_at` set, never deleted on PUBACK: a broker killed
+  before it persisted the message loses it, and the consumer then asks for it again). Delivered rows are pruned by
+  age (`retention.max_age_s`) and, oldest delivery first, by their own byte budget (`retention.max_bytes`).
+- Bounded by a byte budget over the pending rows (topic + payload + a fixed per-row overhead). When an append would
   exceed it the result is refused with `OutboxFull` (counted in `refused`); stored results are never evicted, because
   those are exactly the ones the line has not seen yet. See docs/mqtt.md, "Outbox".
+- Delivered rows never count against the pending budget and are never what refuses a new result.
 - Thread-safe: the pipeline appends, the publisher thread reads and acknowledges.
 """
 
@@ -16,11 +21,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agent.config import OutboxConfig
 
 ROW_OVERHEAD_BYTES = 64  # seq, msg_id, timestamps and SQLite cell headers, approximately
 SCHEMA = """
@@ -30,9 +38,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     msg_id TEXT NOT NULL UNIQUE,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    delivered_at REAL
 );
 """
+# after the migration (an outbox from before retention has no delivered_at column)
+INDEXES = """
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_delivered ON outbox (delivered_at, seq) WHERE delivered_at IS NOT NULL;
+"""
+AGE_PRUNE_INTERVAL_S = 60.0  # how often the age limit is enforced (a byte overrun is pruned at once)
 
 PayloadBuilder = Callable[[int, str], "dict[str, Any] | bytes"]
 
@@ -43,6 +58,14 @@ class OutboxError(RuntimeError):
 
 class OutboxFull(OutboxError):
     """The disk budget is spent; the result was not stored and got no seq."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long delivered results stay replayable: at most `max_age_s` after delivery and `max_bytes` in all."""
+
+    max_age_s: float = 24 * 3600.0
+    max_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,17 +81,37 @@ class OutboxRow:
         return len(self.topic.encode()) + len(self.payload) + ROW_OVERHEAD_BYTES
 
 
-class Outbox:
-    """SQLite outbox at `path` holding at most `max_bytes` of pending results."""
+@dataclass(frozen=True)
+class ReplaySlice:
+    """What `Outbox.replayable` found in a seq range: delivered rows still kept, seqs still pending, seqs pruned."""
 
-    def __init__(self, path: Path, max_bytes: int, alarm_fraction: float = 0.8) -> None:
+    rows: list[OutboxRow]
+    pending: list[int]
+    pruned: list[int]
+
+
+class Outbox:
+    """SQLite outbox at `path` holding at most `max_bytes` of pending results plus the delivered ones of `retention`."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        alarm_fraction: float = 0.8,
+        retention: Retention | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.alarm_fraction = alarm_fraction
+        self.retention = retention or Retention()
         self.refused = 0  # results refused because the budget was spent, since start
+        self._clock = clock
         self._lock = threading.Lock()
         self._db = self._open(path)
-        self._bytes, self._depth = self._totals()
+        self._bytes, self._depth = self._totals("IS NULL")
+        self._kept_bytes, self._kept = self._totals("IS NOT NULL")
+        self._next_age_prune = 0.0
 
     # ----- lifecycle -------------------------------------------------------------------------------------------
     @staticmethod
@@ -79,13 +122,17 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            _migrate(db)
+            db.executescript(INDEXES)
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1)")
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         return db
 
-    def _totals(self) -> tuple[int, int]:
-        row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+    def _totals(self, delivered: str) -> tuple[int, int]:
+        """(bytes, rows) of the pending (`delivered` "IS NULL") or delivered ("IS NOT NULL") rows."""
+        sql = f"SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox WHERE delivered_at {delivered}"
+        row = self._db.execute(sql).fetchone()
         return int(row[0]), int(row[1])
 
     def close(self) -> None:
@@ -188,41 +235,110 @@ class Outbox:
         """Up to `limit` unacknowledged rows with seq > `after_seq`, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, msg_id, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, msg_id, topic, payload FROM outbox WHERE delivered_at IS NULL AND seq > ? "
+                "ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
         return [OutboxRow(int(s), str(m), str(t), bytes(p)) for s, m, t, p in rows]
 
     def ack(self, seqs: Iterable[int]) -> int:
-        """Delete delivered rows (the broker sent PUBACK) in one transaction; returns how many were removed."""
+        """Mark delivered rows (the broker sent PUBACK) in one transaction, then prune what retention no longer keeps;
+        returns how many rows turned from pending to delivered."""
         seqs = list(seqs)
         if not seqs:
             return 0
         marks = ",".join("?" * len(seqs))
         with self._lock:
             try:
-                # A delete that a power cut undoes only means a resend (delivery is at-least-once), so acks skip the
+                # A mark that a power cut undoes only means a resend (delivery is at-least-once), so acks skip the
                 # fsync; the next append's synchronous=FULL commit makes them durable too. Halves the fsyncs.
                 # Each transaction sets its own level, so an append never runs with the acks' weaker one.
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("BEGIN IMMEDIATE")
-                freed = self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq IN ({marks})", seqs)
-                freed_bytes = int(freed.fetchone()[0])
-                removed = self._db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", seqs).rowcount
+                self._begin_unsynced()
+                where = f"seq IN ({marks}) AND delivered_at IS NULL"
+                moved = int(self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE {where}", seqs)
+                            .fetchone()[0])
+                marked = self._db.execute(f"UPDATE outbox SET delivered_at = ? WHERE {where}",
+                                          [self._clock(), *seqs]).rowcount
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
                 raise OutboxError(f"cannot acknowledge seqs {seqs[:5]}...: {exc}") from exc
-            self._bytes -= freed_bytes
-            self._depth -= removed
-        return int(removed)
+            self._bytes, self._depth = self._bytes - moved, self._depth - marked
+            self._kept_bytes, self._kept = self._kept_bytes + moved, self._kept + marked
+            self._prune_over_budget()
+        return int(marked)
+
+    def _begin_unsynced(self) -> None:
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("BEGIN IMMEDIATE")
+
+    # ----- retention of delivered rows -------------------------------------------------------------------------
+    def prune(self) -> int:
+        """Delete delivered rows past the retention age (at most once a minute) or byte budget; returns how many."""
+        with self._lock:
+            removed = 0
+            if self._clock() >= self._next_age_prune:
+                self._next_age_prune = self._clock() + AGE_PRUNE_INTERVAL_S
+                removed += self._delete_delivered(
+                    "delivered_at IS NOT NULL AND delivered_at < ?", [self._clock() - self.retention.max_age_s])
+            return removed + self._prune_over_budget()
+
+    def _prune_over_budget(self) -> int:
+        """Oldest deliveries first, until the delivered rows fit `retention.max_bytes` (caller holds the lock)."""
+        excess = self._kept_bytes - self.retention.max_bytes
+        if excess <= 0:
+            return 0
+        doomed, freed = [], 0
+        for seq, size in self._db.execute(
+            "SELECT seq, size FROM outbox WHERE delivered_at IS NOT NULL ORDER BY delivered_at, seq"
+        ):
+            if freed >= excess:
+                break
+            doomed.append(int(seq))
+            freed += int(size)
+        return self._delete_delivered(f"seq IN ({','.join('?' * len(doomed))})", doomed)
+
+    def _delete_delivered(self, where: str, params: list[Any]) -> int:
+        try:
+            self._begin_unsynced()  # a prune undone by a power cut only keeps a row a little longer
+            cond = f"{where} AND delivered_at IS NOT NULL"
+            freed = int(self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE {cond}", params)
+                        .fetchone()[0])
+            removed = int(self._db.execute(f"DELETE FROM outbox WHERE {cond}", params).rowcount)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise OutboxError(f"cannot prune delivered results: {exc}") from exc
+        self._kept_bytes, self._kept = self._kept_bytes - freed, self._kept - removed
+        return removed
+
+    def replayable(self, from_seq: int, to_seq: int) -> ReplaySlice:
+        """The rows of `from_seq`..`to_seq` (inclusive) that can be sent again, oldest first, and what cannot."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT seq, msg_id, topic, payload, delivered_at FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                (from_seq, to_seq),
+            ).fetchall()
+        rows = [OutboxRow(int(s), str(m), str(t), bytes(p)) for s, m, t, p, at in found if at is not None]
+        pending = [int(s) for s, _m, _t, _p, at in found if at is None]
+        present = {int(r[0]) for r in found}
+        return ReplaySlice(rows, pending, [s for s in range(from_seq, to_seq + 1) if s not in present])
 
     # ----- gauges ----------------------------------------------------------------------------------------------
     def depth(self) -> int:
+        """Pending (not yet acknowledged) results."""
         return self._depth
 
     def size_bytes(self) -> int:
+        """What the pending results cost against `max_bytes`."""
         return self._bytes
+
+    def kept(self) -> int:
+        """Delivered results still kept for replay."""
+        return self._kept
+
+    def kept_bytes(self) -> int:
+        return self._kept_bytes
 
     def last_seq(self) -> int:
         """The highest seq ever allocated (0 when none)."""
@@ -232,6 +348,19 @@ class Outbox:
     def alarm(self) -> bool:
         """True while the outbox holds more than `alarm_fraction` of its budget."""
         return self._bytes > self.alarm_fraction * self.max_bytes
+
+
+def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:
+    """The daemon's outbox, as the `outbox` config section describes it."""
+    retention = Retention(max_age_s=cfg.retention_hours * 3600.0, max_bytes=cfg.retention_max_bytes)
+    return Outbox(path, cfg.max_bytes, cfg.alarm_fraction, retention)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """An outbox from before retention deleted rows on PUBACK: every row it still holds is pending."""
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(outbox)")}
+    if "delivered_at" not in columns:
+        db.execute("ALTER TABLE outbox ADD COLUMN delivered_at REAL")
 
 
 def _encode(payload: dict[str, Any] | bytes, seq: int) -> bytes:

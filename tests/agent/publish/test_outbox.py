@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from agent.publish.outbox import Outbox, OutboxError, OutboxFull
+from agent.publish.outbox import Outbox, OutboxError, OutboxFull, Retention
 
 
 def payload(seq: int, msg_id: str) -> dict[str, object]:
@@ -135,3 +136,101 @@ def test_refused_entries_of_a_batch_cost_no_seq_and_the_others_are_stored(tmp_pa
     assert [r.seq for r in outbox.pending(limit=10)] == [1, 2, 3]
     outbox.ack([1])
     assert outbox.append("t", payload)[0] == 4  # still gap-free
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_acked_rows_stay_replayable_and_leave_only_the_pending_budget(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=1 << 20)
+    for _ in range(5):
+        outbox.append("cams/cam0/result", payload)
+    one_row = outbox.size_bytes() // 5
+    assert outbox.ack([2, 3]) == 2
+    assert outbox.ack([2]) == 0  # a second PUBACK for a delivered row changes nothing
+    assert (outbox.depth(), outbox.size_bytes()) == (3, 3 * one_row)
+    assert (outbox.kept(), outbox.kept_bytes()) == (2, 2 * one_row)
+    found = outbox.replayable(1, 5)
+    assert [r.seq for r in found.rows] == [2, 3]
+    assert json.loads(found.rows[0].payload)["seq"] == 2 and found.rows[0].topic == "cams/cam0/result"
+    assert found.pending == [1, 4, 5] and found.pruned == []
+    assert [r.seq for r in outbox.pending(limit=10)] == [1, 4, 5]
+
+
+def test_delivered_rows_are_pruned_by_age(tmp_path: Path) -> None:
+    clock = FakeClock()
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=1 << 20, retention=Retention(max_age_s=3600, max_bytes=1 << 20),
+                    clock=clock)
+    for _ in range(4):
+        outbox.append("t", payload)
+    outbox.ack([1, 2])
+    clock.now += 1800
+    outbox.ack([3])
+    assert outbox.prune() == 0
+    clock.now += 1801  # 1 and 2 are 3601 s old, 3 only 1801 s
+    assert outbox.prune() == 2
+    found = outbox.replayable(1, 4)
+    assert found.pruned == [1, 2] and [r.seq for r in found.rows] == [3] and found.pending == [4]
+    assert outbox.kept() == 1 and outbox.depth() == 1
+
+
+def test_delivered_rows_are_pruned_oldest_first_past_their_byte_budget(tmp_path: Path) -> None:
+    probe = Outbox(tmp_path / "probe.sqlite", max_bytes=1 << 20)
+    probe.append("t", payload)
+    clock = FakeClock()
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=1 << 20, clock=clock,
+                    retention=Retention(max_age_s=3600, max_bytes=3 * probe.size_bytes()))  # room for three rows
+    for _ in range(6):
+        outbox.append("t", payload)
+    for seq in (2, 1, 4, 3):  # delivery order, not seq order, decides what goes first
+        clock.now += 1
+        outbox.ack([seq])
+    found = outbox.replayable(1, 6)
+    assert found.pruned == [2] and [r.seq for r in found.rows] == [1, 3, 4] and found.pending == [5, 6]
+    assert outbox.kept_bytes() <= 3 * probe.size_bytes()
+
+
+def test_retained_rows_never_refuse_a_new_result(tmp_path: Path) -> None:
+    probe = Outbox(tmp_path / "probe.sqlite", max_bytes=1 << 20)
+    probe.append("t", payload)
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=2 * probe.size_bytes())
+    for _ in range(10):  # far more than the pending budget, each delivered at once
+        seq, _ = outbox.append("t", payload)
+        outbox.ack([seq])
+    assert outbox.refused == 0 and outbox.kept() == 10 and not outbox.alarm()
+
+
+def test_counters_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    outbox = Outbox(path, max_bytes=1 << 20)
+    for _ in range(4):
+        outbox.append("t", payload)
+    outbox.ack([1, 3])
+    before = (outbox.depth(), outbox.size_bytes(), outbox.kept(), outbox.kept_bytes())
+    outbox.close()
+    assert (lambda o: (o.depth(), o.size_bytes(), o.kept(), o.kept_bytes()))(Outbox(path, max_bytes=1 << 20)) == before
+
+
+def test_an_outbox_from_before_retention_is_migrated_with_its_rows_pending(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY, msg_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
+                             payload BLOB NOT NULL, size INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('next_seq', 8);
+        INSERT INTO outbox VALUES (6, 'a6', 't', X'7B7D', 68), (7, 'a7', 't', X'7B7D', 68);
+    """)
+    old.commit()
+    old.close()
+    outbox = Outbox(path, max_bytes=1 << 20)
+    assert [r.seq for r in outbox.pending(limit=10)] == [6, 7] and outbox.size_bytes() == 136
+    outbox.ack([6])
+    assert [r.seq for r in outbox.replayable(6, 7).rows] == [6]
+    assert outbox.append("t", payload)[0] == 8
+    assert outbox.integrity_check() == "ok"
