@@ -30,6 +30,7 @@ from agent.control.commands import (
     ReloadCommand,
     authenticator_from_settings,
 )
+from agent.control.replay import replay_results
 from agent.decide import Decision, Thresholds, decide
 from agent.detections import Detections
 from agent.detector.base import Detector, DetectorError, FrameError
@@ -126,6 +127,7 @@ class Daemon:
         router.register("reload", self.cmd_reload)
         router.register("status", self.cmd_status)
         router.register("recalibrate", self.cmd_recalibrate)
+        router.register("replay", lambda cmd: replay_results(self.outbox, self.publisher.publish_replayed, cmd))
         return router
 
     def _submit_command(self, message: Any) -> None:

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 log = structlog.get_logger(__name__)
 
 PENDING_LIMIT = 64  # requests waiting for the worker; beyond this they are answered "busy"
+MAX_REPLAY_SEQS = 1000  # one replay sends at most this many results (bounded work on the commands thread)
 
 
 class CommandError(Exception):
@@ -66,11 +67,29 @@ class RecalibrateCommand(_Command):
     reason: str | None = Field(default=None, max_length=500, description="Why; recorded with the request")
 
 
+class ReplayCommand(_Command):
+    from_seq: int = Field(ge=1, strict=True, description="First seq to send again")
+    to_seq: int = Field(ge=1, strict=True, description=f"Last seq to send again (at most {MAX_REPLAY_SEQS} in all)")
+
+    @field_validator("to_seq")
+    @classmethod
+    def _a_bounded_range(cls, to_seq: int, info: ValidationInfo) -> int:
+        from_seq = info.data.get("from_seq")
+        if from_seq is None:  # from_seq itself was invalid and is reported on its own
+            return to_seq
+        if to_seq < from_seq:
+            raise ValueError(f"must be >= from_seq ({from_seq})")
+        if to_seq - from_seq + 1 > MAX_REPLAY_SEQS:
+            raise ValueError(f"the range holds {to_seq - from_seq + 1} seqs; at most {MAX_REPLAY_SEQS} per replay")
+        return to_seq
+
+
 COMMAND_MODELS: dict[str, type[_Command]] = {
     "trigger": TriggerCommand,
     "reload": ReloadCommand,
     "status": StatusCommand,
     "recalibrate": RecalibrateCommand,
+    "replay": ReplayCommand,
 }
 
 Handler = Callable[[Any], "dict[str, Any] | None"]

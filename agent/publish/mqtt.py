@@ -2,9 +2,10 @@
 and carries status, events (`agent.publish.events`) and command replies. Topics and payloads: docs/mqtt.md.
 
 Threads: paho's network thread (callbacks only record and wake) and one drain thread that owns every decision:
-it hands outbox rows to paho in `seq` order, at most `mqtt.inflight` unacknowledged at a time, and deletes rows once
-their PUBACK arrived. While the link is down paho keeps its unacknowledged messages and resends them on reconnect
-(same session: clean_start=False + session expiry); after a restart the drain starts again from the oldest row.
+it hands outbox rows to paho in `seq` order, at most `mqtt.inflight` unacknowledged at a time, and marks rows delivered
+once their PUBACK arrived (the outbox keeps them for `cmd/replay`, agent/control/replay.py). While the link is down
+paho keeps its unacknowledged messages and resends them on reconnect (same session: clean_start=False + session
+expiry); after a restart the drain starts again from the oldest row.
 Delivery is at least once: a subscriber may see a msg_id twice (resent after a lost PUBACK) and must deduplicate.
 """
 
@@ -30,6 +31,7 @@ from agent.config import Settings
 from agent.publish.client import Will, connect_in_background, create_client
 from agent.publish.events import encode_event, now_rfc3339
 from agent.publish.outbox import Outbox, OutboxRow
+from agent.publish.result import as_replay
 from agent.publish.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -46,6 +48,7 @@ class PublisherStats:
     published: int = 0  # result publishes handed to paho (resends after a restart included)
     acked: int = 0  # results removed from the outbox after PUBACK
     rejected: int = 0  # PUBACKs with a failure reason code
+    replayed: int = 0  # delivered results sent again on cmd/replay
     events_dropped: int = 0  # events that overflowed the disconnected buffer
     last_error: str | None = None
 
@@ -216,6 +219,15 @@ class MqttPublisher:
             props.CorrelationData = correlation_data
         self.client.publish(topic, json.dumps(payload).encode(), qos=1, properties=props)
 
+    def publish_replayed(self, row: OutboxRow) -> None:
+        """A delivered result sent again (`cmd/replay`), flagged in its payload and by the user property `replay`.
+
+        Not tracked in the window: the row is already delivered, and a consumer that misses it again asks again."""
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("replay", "true")]
+        self.client.publish(row.topic, as_replay(row.payload), qos=1, properties=props)
+        self.stats.replayed += 1
+
     def _flush_buffered(self, client: mqtt.Client) -> None:
         with self._lock:
             retained = list(self._retained.items())
@@ -234,6 +246,7 @@ class MqttPublisher:
             self._shared.wake.clear()
             try:
                 self._settle_acks()
+                self.outbox.prune()  # delivered results past the retention window
                 self._report_outbox_alarm()
                 if self.connected:
                     self._resend_rejected()

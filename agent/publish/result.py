@@ -48,6 +48,18 @@ def build_result(
     }
 
 
+def as_replay(payload: bytes) -> bytes:
+    """A stored result payload flagged `"replay": true` (sent again on `cmd/replay`); bytes that are not a JSON
+    object go out unchanged (the MQTT user property `replay=true` still flags them)."""
+    try:
+        result = json.loads(payload)
+    except ValueError:
+        return payload
+    if not isinstance(result, dict):
+        return payload
+    return json.dumps({**result, "replay": True}, separators=(",", ":")).encode()
+
+
 def rfc3339(moment: datetime | float) -> str:
     """UTC RFC 3339 with milliseconds, e.g. 2025-01-31T12:00:00.123Z (naive datetimes are refused)."""
     if isinstance(moment, datetime):
