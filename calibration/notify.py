@@ -13,8 +13,15 @@ import paho.mqtt.client as mqtt
 import structlog
 
 from agent.config import Settings
-from agent.control.sender import CommandNotSent, send_command
-from agent.publish.client import MqttUnavailable, close_client, connect_and_wait, create_client
+from agent.control.sender import CommandNotSent, CommandRefused, send_command
+from agent.publish.client import (
+    MqttUnavailable,
+    PublishRefused,
+    close_client,
+    connect_and_wait,
+    create_client,
+    publish_confirmed,
+)
 from agent.publish.events import encode_event
 from agent.publish.topics import Topics
 from calibration.report import RunError
@@ -48,9 +55,12 @@ class Events:
         log.info(kind.replace("_", " "), **fields)
         if self.client is None:
             return
-        info = self.client.publish(self.topic, encode_event(kind, self.settings.device_id, **fields), qos=1)
         try:
-            info.wait_for_publish(timeout=PUBACK_TIMEOUT_S)
+            publish_confirmed(self.client, self.topic, encode_event(kind, self.settings.device_id, **fields),
+                              PUBACK_TIMEOUT_S)
+        except PublishRefused as exc:  # a broker ACL that does not fit: say so, the line never sees the events
+            log.warning("event refused by the broker", kind=kind, error=str(exc),
+                        user=self.settings.mqtt.username)
         except (RuntimeError, ValueError) as exc:  # progress is best effort: the log has it either way
             log.debug("event not confirmed", kind=kind, error=str(exc))
 
@@ -70,6 +80,9 @@ def reload_daemon(settings: Settings) -> dict[str, Any]:
     try:
         sent = send_command(client, topic, json.dumps(RELOAD_PAYLOAD).encode(),
                             key.get_secret_value().encode() if key is not None else None)
+    except CommandRefused as exc:  # reported in the notify step's warning and the run's reason
+        user = settings.mqtt.username or "(anonymous)"
+        raise RunError(f"cmd/reload refused by the broker for MQTT user {user}: {exc}") from exc
     except CommandNotSent as exc:
         raise RunError(f"cmd/reload not acknowledged by the broker: {exc}") from exc
     finally:

@@ -18,10 +18,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.control.commands import command_signature
+from agent.publish.client import PublishRefused, publish_confirmed
 
 
 class CommandNotSent(RuntimeError):
     """The broker did not acknowledge the command in time (or the client is not connected)."""
+
+
+class CommandRefused(CommandNotSent):
+    """The broker refused the command (PUBACK reason code >= 0x80, e.g. 0x87 Not authorized: its ACL does not let
+    our MQTT user write that topic)."""
 
 
 @dataclass(frozen=True)
@@ -67,11 +73,13 @@ def send_command(
     correlation_data: bytes | None = None,
     timeout_s: float = 10.0,
 ) -> SentCommand:
-    """Publish one command (QoS 1) and wait for its PUBACK; `CommandNotSent` when none came within `timeout_s`."""
+    """Publish one command (QoS 1) and wait for its PUBACK; `CommandNotSent` when none came within `timeout_s`,
+    `CommandRefused` when the broker refused it."""
     props, command_id = command_properties(topic, payload, key, response_topic, correlation_data)
-    info = client.publish(topic, payload, qos=1, retain=False, properties=props)
     try:
-        info.wait_for_publish(timeout=timeout_s)
+        info = publish_confirmed(client, topic, payload, timeout_s, props)
+    except PublishRefused as exc:
+        raise CommandRefused(str(exc)) from exc
     except (RuntimeError, ValueError) as exc:  # not connected, or paho's queue is full
         raise CommandNotSent(f"{topic}: {exc}") from exc
     if not info.is_published():

@@ -10,18 +10,24 @@ from __future__ import annotations
 import math
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
 
 
 class MqttUnavailable(ConnectionError):
     """The broker could not be reached or did not accept us in time; the message names host and port."""
+
+
+class PublishRefused(RuntimeError):
+    """The broker answered PUBACK with a failure reason code (>= 0x80), e.g. 0x87 Not authorized by its ACL."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,33 @@ def connect_and_wait(client: mqtt.Client, cfg: MqttConfig, timeout_s: float = 5.
         close_client(client)
         raise MqttUnavailable(f"the MQTT broker {where} did not accept the connection within {timeout_s:g} s")
     return client
+
+
+def publish_confirmed(client: mqtt.Client, topic: str, payload: bytes, timeout_s: float,
+                      properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+    """Publish at QoS 1 (not retained) and wait for the PUBACK; `PublishRefused` when the broker refused it.
+
+    paho marks a message published on any PUBACK, refusals included, so the reason code is caught on the way
+    (the client's own `on_publish`, if any, still runs). RuntimeError/ValueError as paho's `wait_for_publish`.
+    """
+    reasons: dict[int, ReasonCode] = {}
+    previous = cast("Callable[..., None] | None", client.on_publish)  # a VERSION2 callback: we build VERSION2 clients
+
+    def record(c: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, props: Properties) -> None:
+        reasons[mid] = reason
+        if previous is not None:
+            previous(c, userdata, mid, reason, props)
+
+    client.on_publish = record
+    try:
+        info = client.publish(topic, payload, qos=1, retain=False, properties=properties)
+        info.wait_for_publish(timeout=timeout_s)
+    finally:
+        client.on_publish = previous
+    reason = reasons.get(info.mid)
+    if reason is not None and reason.is_failure:
+        raise PublishRefused(f"the broker refused the publish to {topic}: {reason} (reason code 0x{reason.value:02X})")
+    return info
 
 
 def close_client(client: mqtt.Client) -> None:
