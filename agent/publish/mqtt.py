@@ -63,6 +63,7 @@ class _Shared:
 
     connected: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
+    reconnected: threading.Event = field(default_factory=threading.Event)  # set before `connected` on every connect
     acks: queue.SimpleQueue[tuple[int, bool, str]] = field(default_factory=queue.SimpleQueue)
 
 
@@ -87,6 +88,7 @@ class MqttPublisher:
         self._window = settings.mqtt.inflight
         self._inflight: dict[int, int] = {}  # paho mid -> seq; drain thread only
         self._handed_upto = 0  # highest seq handed to paho in this process
+        self._resend_barrier: set[int] = set()  # mids in flight at the last connect; drain thread only
         self._retry_at: dict[int, float] = {}  # rejected seq -> when to resend
         self._retained: dict[str, bytes] = {}  # camera status/handshake topic -> latest payload, republished on connect
         self._events: deque[bytes] = deque(maxlen=EVENT_BUFFER)
@@ -160,6 +162,7 @@ class MqttPublisher:
             log.error("mqtt connect refused", reason=str(reason))
             return
         self.stats.connects += 1
+        self._shared.reconnected.set()
         self._shared.connected.set()
         client.publish(self.topics.status, self._status_payload("online"), qos=1, retain=True)
         client.subscribe(self.topics.commands, options=SubscribeOptions(qos=1, retainAsPublished=True))
@@ -306,12 +309,25 @@ class MqttPublisher:
                 self._publish_row(rows[0])
 
     def _fill_window(self) -> None:
+        if self._waiting_for_resends():
+            return
         room = self._window - len(self._inflight)
         if room <= 0:
             return
         for row in self.outbox.pending(limit=room, after_seq=self._handed_upto):
             self._publish_row(row)
             self._handed_upto = row.seq
+
+    def _waiting_for_resends(self) -> bool:
+        """True until every result that was in flight at the last (re)connect is settled.
+
+        paho resends those only after our on_connect returned, so a row handed now could reach the broker before an
+        older one: holding new rows for that one round trip keeps the broker's order equal to `seq` order."""
+        if self._shared.reconnected.is_set():
+            self._shared.reconnected.clear()
+            self._resend_barrier = set(self._inflight)
+        self._resend_barrier &= self._inflight.keys()
+        return bool(self._resend_barrier)
 
     def _publish_row(self, row: OutboxRow) -> None:
         info = self.client.publish(row.topic, row.payload, qos=1)

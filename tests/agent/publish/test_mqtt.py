@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -12,10 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import jsonschema
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig, Settings
 from agent.control.commands import CommandRouter
@@ -257,6 +260,51 @@ def test_broker_killed_mid_stream_every_seq_arrives_once_in_order(
     assert len({r["msg_id"] for r in delivered}) == total
     assert any(r.get("replay") for r in delivered[80:100]), "the results lost at the broker did not come by replay"
     assert pub.stats.reconnects == 3
+
+
+class RecordingClient:
+    """Stands in for paho: records what the publisher hands it (no network, so the test decides every PUBACK)."""
+
+    def __init__(self) -> None:
+        self.results: list[tuple[int, int]] = []  # (mid, seq) of result publishes, in hand-over order
+        self._mid = 0
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, properties: object = None):  # type: ignore[no-untyped-def]
+        self._mid += 1
+        if topic.endswith("/result"):
+            self.results.append((self._mid, json.loads(payload)["seq"]))
+        return SimpleNamespace(mid=self._mid)
+
+    def subscribe(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def test_after_a_reconnect_new_results_wait_until_the_ones_in_flight_are_settled(tmp_path: Path) -> None:
+    """paho resends the in-flight results only after on_connect: a new result handed at once could overtake them."""
+    settings = Settings(device_id="box1", state_dir=tmp_path / "state", mqtt=MqttConfig(port=1, inflight=3))
+    pub = MqttPublisher(settings, Outbox(tmp_path / "o.sqlite", max_bytes=1 << 20), version="t")
+    fake = RecordingClient()
+    pub.client = fake  # type: ignore[assignment]
+    connack, puback = ReasonCode(PacketTypes.CONNACK, identifier=0), ReasonCode(PacketTypes.PUBACK, identifier=0)
+    for _ in range(6):
+        append_result(pub)
+    pub._on_connect(fake, None, SimpleNamespace(session_present=False), connack, None)  # type: ignore[arg-type]
+    pub._fill_window()
+    mids = {seq: mid for mid, seq in fake.results}
+    assert list(mids) == [1, 2, 3]
+    pub._on_disconnect(fake, None, None, ReasonCode(PacketTypes.DISCONNECT, identifier=0), None)  # type: ignore[arg-type]
+    pub._on_connect(fake, None, SimpleNamespace(session_present=True), connack, None)  # type: ignore[arg-type]
+
+    def ack(seq: int) -> list[int]:
+        pub._on_publish(fake, None, mids[seq], puback, None)  # type: ignore[arg-type]
+        pub._settle_acks()
+        pub._fill_window()
+        return [seq for _, seq in fake.results]
+
+    assert ack(1) == [1, 2, 3]  # 2 and 3 are being resent: nothing new goes out before them
+    assert ack(3) == [1, 2, 3]
+    assert ack(2) == [1, 2, 3, 4, 5, 6]
+    pub.outbox.close()
 
 
 def run_producer(state: Path, port: int, count: int, rate_hz: float) -> subprocess.Popen[str]:
