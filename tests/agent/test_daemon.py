@@ -170,3 +170,30 @@ def test_a_daemon_with_the_station_disabled_never_imports_the_web_server_stack()
     code = "import sys, agent.daemon; print(sorted({'fastapi', 'uvicorn', 'starlette'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_daemon_replays_delivered_results_on_request(daemon_env, results) -> None:
+    """`cmd/replay` end to end: delivered results come again on their topic, flagged, with their msg_id and seq."""
+    config, mosquitto = daemon_env
+    daemon = DaemonProcess(config, config.parent / "daemon.log")
+    try:
+        first = results.wait_for(lambda p: len(unique_seqs(p)) >= 6, timeout_s=90)
+        assert len(unique_seqs(first)) >= 6, daemon.log_tail()
+        originals = {p["seq"]: p for p in first if not p.get("replay")}
+        reply = send_command(mosquitto, "replay", json.dumps({"from_seq": 2, "to_seq": 4}).encode())
+        assert reply["ok"] and reply["pruned"] == [], reply
+        pending = {seq for a, b in reply["pending"] for seq in range(a, b + 1)}  # not yet acknowledged: not replayed
+        expected = [seq for seq in (2, 3, 4) if seq not in pending]
+        assert reply["replayed"] == len(expected), reply
+        replayed = results.wait_for(lambda p: len([x for x in p if x.get("replay")]) >= len(expected), 30)
+        flagged = [p for p in replayed if p.get("replay")]
+        assert [p["seq"] for p in flagged] == expected
+        for payload in flagged:
+            jsonschema.validate(payload, result_schema())
+            assert {**payload, "replay": None} == {**originals[payload["seq"]], "replay": None}
+        bad = send_command(mosquitto, "replay", json.dumps({"from_seq": 4, "to_seq": 2}).encode())
+        assert not bad["ok"] and "to_seq" in bad["error"], bad
+        assert daemon.terminate() == 0, daemon.log_tail()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
