@@ -78,7 +78,7 @@ class ReplayConsumer:
 
     def __init__(self, host: str, port: int, device: str, deliver: Deliver, *, client_id: str,
                  prefix: str = "edge-inspect", next_seq: int = 1, hmac_key: bytes | None = None,
-                 gap_grace_s: float = 1.0, idle_probe_s: float = 5.0, on_lost: Deliver | None = None) -> None:
+                 gap_grace_s: float = 1.0, idle_probe_s: float = 30.0, on_lost: Deliver | None = None) -> None:
         self.base = f"{prefix}/{device}"
         self.reply_topic = f"hmi/replies/{client_id}"
         self.deliver, self.on_lost = deliver, on_lost
@@ -112,7 +112,10 @@ class ReplayConsumer:
         client.subscribe([(f"{self.base}/cameras/+/result", 1), (self.reply_topic, 1)])
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        payload = json.loads(message.payload)
+        try:
+            payload = json.loads(message.payload)
+        except ValueError:
+            return  # not ours; an exception here would stop paho's network loop
         with self._lock:
             self._last_activity = time.monotonic()
             if message.topic == self.reply_topic:
