@@ -46,7 +46,7 @@ class PublisherStats:
     connects: int = 0
     disconnects: int = 0
     published: int = 0  # result publishes handed to paho (resends after a restart included)
-    acked: int = 0  # results removed from the outbox after PUBACK
+    acked: int = 0  # results marked delivered in the outbox after PUBACK
     rejected: int = 0  # PUBACKs with a failure reason code
     replayed: int = 0  # delivered results sent again on cmd/replay
     events_dropped: int = 0  # events that overflowed the disconnected buffer

@@ -4,8 +4,8 @@ retention window so that a consumer that lost results downstream can ask for the
 - `seq` is allocated in the same transaction that stores the row, from a counter kept in the database, so the
   sequence survives restarts and has no gaps: a result that fails to build or is refused never consumes a seq.
 - WAL + `synchronous=FULL`: a committed append survives a power cut, and a SIGKILL never leaves a torn row. A batch
-  of results is one transaction (one fsync). Acknowledgements (deletes) commit without their own fsync: losing one
-  to a power cut only means a resend, which at-least-once delivery allows anyway.
+  of results is one transaction (one fsync). Acknowledgements (delivered marks) and prunes commit without their own
+  fsync: losing a mark to a power cut only means a resend, which at-least-once delivery allows anyway.
 - A row is *pending* until its PUBACK, then *delivered* (`delivered_at` set, never deleted on PUBACK: a broker killed
   before it persisted the message loses it, and the consumer then asks for it again). Delivered rows are pruned by
   age (`retention.max_age_s`) and, oldest delivery first, by their own byte budget (`retention.max_bytes`).
