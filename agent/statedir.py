@@ -3,7 +3,7 @@
 Layout::
 
     {state_dir}/
-      outbox.sqlite3         results waiting for the broker's PUBACK (agent/publish/outbox.py)
+      outbox.sqlite3         results not yet acknowledged, and delivered ones kept for replay (agent/publish/outbox.py)
       queue/                 the low-confidence learning queue: index.sqlite3 + frames/ (agent/learn/queue.py)
       models/                the model store: base.json, adapters/vNNNN/, pointers.json (agent/store/)
       recalibration/         one folder per recalibration run, unless `recalibration.work_dir` says otherwise

@@ -54,7 +54,7 @@ def outbox_state(state_dir: Path) -> tuple[int, list[int]]:
     """(highest seq ever allocated, seqs still waiting in the outbox) read from the daemon's database."""
     with sqlite3.connect(StateDir(state_dir).outbox, timeout=10) as db:
         next_seq = int(db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
-        pending = [int(r[0]) for r in db.execute("SELECT seq FROM outbox ORDER BY seq")]
+        pending = [int(r[0]) for r in db.execute("SELECT seq FROM outbox WHERE delivered_at IS NULL ORDER BY seq")]
     return next_seq - 1, pending
 
 
