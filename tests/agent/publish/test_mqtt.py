@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import signal
@@ -226,9 +227,11 @@ def test_broker_killed_mid_stream_every_seq_arrives_once_in_order(
     consumer = load_consumer_example().ReplayConsumer(
         mosquitto.host, mosquitto.port, pub.settings.device_id, delivered.append, client_id="persistent-consumer",
         gap_grace_s=0.5, idle_probe_s=2.0)
+    wire = Subscriber(mosquitto, pub.topics.result("+"), client_id="wire-order-sub")  # raw arrivals, no replay logic
     feeder = Feeder(pub)
     try:
         assert consumer.subscribed.wait(10), "consumer never subscribed"
+        assert wait_until(lambda: wire.connects > 0, timeout_s=10), "wire subscriber never connected"
         wait_connected(pub)
         for upto, kill_at in ((40, 20), (80, 60)):  # plain SIGKILLs while results are in flight
             feeder.feed_upto(upto)
@@ -252,6 +255,7 @@ def test_broker_killed_mid_stream_every_seq_arrives_once_in_order(
     finally:
         feeder.close()
         consumer.close()
+        wire.close()
     seqs = [r["seq"] for r in delivered]
     assert seqs == list(range(1, total + 1)), (
         f"{len(seqs)} delivered of {total}: {seqs[:5]}...{seqs[-5:]}; missing "
@@ -260,6 +264,20 @@ def test_broker_killed_mid_stream_every_seq_arrives_once_in_order(
     assert len({r["msg_id"] for r in delivered}) == total
     assert any(r.get("replay") for r in delivered[80:100]), "the results lost at the broker did not come by replay"
     assert pub.stats.reconnects == 3
+    first_arrivals = first_normal_arrivals(wire.payloads())
+    assert first_arrivals == sorted(first_arrivals), f"first arrivals out of seq order (docs/mqtt.md, Ordering): " \
+        f"{[(a, b) for a, b in itertools.pairwise(first_arrivals) if b < a]}"
+
+
+def first_normal_arrivals(payloads: list[dict]) -> list[int]:  # type: ignore[type-arg]
+    """Seqs in the order their first copy arrived, replays left out (a lost result comes back only by replay)."""
+    seen: set[int] = set()
+    order = []
+    for payload in payloads:
+        if not payload.get("replay") and payload["seq"] not in seen:
+            seen.add(payload["seq"])
+            order.append(payload["seq"])
+    return order
 
 
 class RecordingClient:
