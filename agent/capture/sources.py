@@ -301,7 +301,8 @@ def _gstreamer_source(uri: str) -> FrameSource:
     if not gstreamer_available():
         raise ValueError(
             f"{uri!r}: this OpenCV build has no GStreamer support (cv2.getBuildInformation() says GStreamer: NO); "
-            "install an OpenCV built with GStreamer (e.g. the distribution's python3-opencv or JetPack's)"
+            "the pip opencv wheels never have it; use an OpenCV built with GStreamer (JetPack's, or built with "
+            "-D WITH_GSTREAMER=ON), see docs/cameras.md"
         )
     return OpenCVSource(uri, pipeline, cv2.CAP_GSTREAMER)
 
@@ -310,7 +311,7 @@ def _path_source(uri: str, options: SourceOptions) -> FrameSource:
     if "://" in uri and not uri.startswith("file://"):
         raise ValueError(
             f"unsupported source URI {uri!r}: use a device index, /dev/videoN, rtsp://, http(s)://, gst:<pipeline>, "
-            "a file or directory path, or synthetic:<params>"
+            "genicam://<device>, a file or directory path, or synthetic:<params>"
         )
     path = Path(uri.removeprefix("file://")).expanduser()
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:

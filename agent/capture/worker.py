@@ -29,14 +29,13 @@ import cv2
 import numpy as np
 import structlog
 
+from agent.capture.registry import create_source
 from agent.capture.sources import (
     CorruptFrame,
     FrameSource,
     Image,
     SourceError,
     SourceExhausted,
-    SourceOptions,
-    open_source,
 )
 from agent.capture.triggers import Answer, Expectation, StateCallback, TriggerQueue
 
@@ -183,7 +182,7 @@ class CaptureWorker:
         self.status: CameraStatus | None = None
         self.reason = ""  # why the camera is in its status (shown by the station)
         self._on_status = on_status
-        self._source = source if source is not None else open_source(camera.source, SourceOptions.from_camera(camera))
+        self._source = source if source is not None else create_source(camera)  # never raises: offline instead
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_frame_id = 0

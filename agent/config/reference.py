@@ -69,9 +69,19 @@ def config_reference_markdown() -> str:
             continue
         is_list = get_origin(info.annotation) is list
         lines += ["", f"## `{name}`{' (a list)' if is_list else ''}", "", info.description or "", ""]
-        lines += _table(sub, f"{name}[]." if is_list else f"{name}.")
-        for sub_name, sub_info in sub.model_fields.items():
-            nested = _section_model(sub_info)
-            if nested is not None:
-                lines += ["", f"### `{name}.{sub_name}`", "", *_table(nested, f"{name}.{sub_name}.")]
+        prefix = f"{name}[]." if is_list else f"{name}."
+        lines += _table(sub, prefix)
+        lines += _subsections(sub, prefix)
     return "\n".join(lines) + "\n"
+
+
+def _subsections(model: type[BaseModel], prefix: str) -> list[str]:
+    """A `###` table for every sub-model of `model`, and theirs in turn (`cameras[].genicam.line_scan`)."""
+    lines: list[str] = []
+    for name, info in model.model_fields.items():
+        nested = _section_model(info)
+        if nested is not None:
+            path = f"{prefix}{name}"
+            lines += ["", f"### `{path}`", "", *_table(nested, f"{path}.")]
+            lines += _subsections(nested, f"{path}.")
+    return lines

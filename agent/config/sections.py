@@ -9,6 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from agent.capture.genicam import PIXEL_FORMATS
+from agent.capture.genicam import SCHEME as GENICAM_SCHEME
+from agent.capture.registry import source_problem
 from agent.modeldir import looks_local
 
 # one MQTT topic level: no separators, wildcards or NUL; short enough for dashboards
@@ -87,13 +90,54 @@ class ModelConfig(_Section):
         return self.thresholds.get(label, self.default_threshold)
 
 
+class LineScanConfig(_Section):
+    lines_per_frame: int = Field(
+        ge=1, le=65536, description="Lines stitched into one inspected frame (the frame's height in pixels)"
+    )
+    lines_per_buffer: int | None = Field(
+        default=None, ge=1, le=65536,
+        description="Set the camera's Height (lines per grabbed buffer) to this; unset: the camera's own",
+    )
+
+
+class GenICamConfig(_Section):
+    pixel_format: str | None = Field(
+        default=None, description=f"GenICam PixelFormat to set, one of {', '.join(PIXEL_FORMATS)} (unset: the "
+        "camera's current one)"
+    )
+    exposure_us: float | None = Field(
+        default=None, gt=0, description="Exposure time in microseconds, auto exposure off (unset: the camera's own)"
+    )
+    gain_db: float | None = Field(
+        default=None, ge=0, description="Gain in dB, auto gain off (unset: the camera's own)"
+    )
+    trigger: Literal["free-run", "software", "hardware"] = Field(
+        default="free-run",
+        description="free-run: the camera's own rate; software: one exposure per frame at fps; hardware: on "
+        "trigger_line (set no_frame_timeout_s above the longest gap between parts)",
+    )
+    trigger_line: str = Field(
+        default="Line0", min_length=1, description="TriggerSource for trigger: hardware (e.g. Line0, Line1)"
+    )
+    line_scan: LineScanConfig | None = Field(
+        default=None, description="A line-scan camera: stitch grabbed lines into frames (unset: area camera)"
+    )
+
+    @field_validator("pixel_format")
+    @classmethod
+    def _convertible_format(cls, pixel_format: str | None) -> str | None:
+        if pixel_format is not None and pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"pixel format {pixel_format!r} is not one the daemon converts: {list(PIXEL_FORMATS)}")
+        return pixel_format
+
+
 class CameraConfig(_Section):
     name: str = Field(default="cam0", description="Camera name, used as an MQTT topic level (unique)")
     source: str = Field(
         default="synthetic:seed=0",
         min_length=1,
         description="Source URI: device index, /dev/videoN, rtsp://, http(s)://, gst:<pipeline>, "
-        "file or directory path, synthetic:<params>",
+        "genicam://<device id, serial or IP>, file or directory path, synthetic:<params> (docs/cameras.md)",
     )
     fps: float = Field(default=10.0, gt=0, le=1000, description="Frames per second to capture (or replay)")
     mode: Literal["free-run", "trigger"] = Field(
@@ -113,6 +157,9 @@ class CameraConfig(_Section):
         default=4, ge=1, le=1000, description="trigger mode: parts in flight (accepted, result not yet published) "
         "before a trigger is refused as 'overflow'"
     )
+    genicam: GenICamConfig | None = Field(
+        default=None, description="GenICam camera settings; only for a genicam:// source (docs/cameras.md)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -122,6 +169,16 @@ class CameraConfig(_Section):
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraConfig:
         _check_backoff(self.reconnect_min_s, self.reconnect_max_s)
+        return self
+
+    @model_validator(mode="after")
+    def _source_served(self) -> CameraConfig:
+        """Refuse, before the daemon starts, a source URI that no source on this box can serve."""
+        problem = source_problem(self.source)
+        if problem is not None:
+            raise ValueError(f"camera {self.name!r}: source {self.source!r} cannot work: {problem}")
+        if self.genicam is not None and not self.source.strip().lower().startswith(GENICAM_SCHEME):
+            raise ValueError(f"camera {self.name!r}: a genicam section needs a genicam:// source, not {self.source!r}")
         return self
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.capture.sources import gstreamer_available
 from agent.config import ConfigError, ModelConfig, load_settings, topic_level
 
 
@@ -41,3 +42,37 @@ def test_topic_levels_refuse_separators_and_wildcards() -> None:
     for bad in ("a/b", "a+b", "#", "", "-lead"):
         with pytest.raises(ValueError, match="MQTT topic level"):
             topic_level(bad, "device_id")
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("ftp://cam.local/stream", "cameras.1: camera 'bad': source 'ftp://cam.local/stream' cannot work: unsupported"),
+        ("synthetic:bogus=1", "camera 'bad': source 'synthetic:bogus=1' cannot work"),
+        ("genicam://", "camera 'bad': source 'genicam://' cannot work: 'genicam://': a genicam:// source needs"),
+    ],
+)
+def test_a_source_no_camera_can_serve_is_refused_naming_the_camera_and_the_uri(
+        tmp_path: Path, source: str, reason: str) -> None:
+    text = f"cameras: [{{name: good, source: 'synthetic:'}}, {{name: bad, source: '{source}'}}]\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    assert any(reason in line for line in caught.value.errors), caught.value.errors
+
+
+@pytest.mark.skipif(gstreamer_available(), reason="this OpenCV has GStreamer: gst: sources are accepted")
+def test_a_gst_source_is_refused_on_an_opencv_without_gstreamer_saying_where_to_get_one(tmp_path: Path) -> None:
+    text = "cameras: [{name: gate, source: 'gst:videotestsrc ! appsink'}]\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    (line,) = caught.value.errors
+    assert "camera 'gate'" in line and "GStreamer: NO" in line and "docs/cameras.md" in line
+
+
+def test_genicam_settings_need_a_genicam_source_and_a_convertible_pixel_format(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "cameras: [{name: a, source: 'synthetic:', genicam: {gain_db: 1}}]\n"))
+    assert any("a genicam section needs a genicam:// source" in line for line in caught.value.errors)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "cameras: [{name: a, source: 'synthetic:', genicam: {pixel_format: YUV}}]\n"))
+    assert any("cameras.0.genicam.pixel_format" in line and "'YUV'" in line for line in caught.value.errors)
