@@ -1,4 +1,4 @@
-"""GenICam cameras (GigE Vision, USB3 Vision) through Aravis: `genicam://<device id, serial or IP address>`.
+"""GenICam cameras (GigE Vision, USB3 Vision) through Aravis: `genicam://<device id or IP address>`.
 
 Why Aravis (through PyGObject) rather than Harvesters or pypylon: it is vendor-neutral (Basler, FLIR, Allied Vision,
 line-scan cameras alike, no vendor GenTL producer to license or download), it is packaged by Debian and Ubuntu, so
@@ -51,10 +51,12 @@ def load_aravis() -> Any:
 
 
 def device_id_of(uri: str) -> str:
-    """The device id, serial or address after `genicam://`; ValueError when there is none."""
+    """The device id or address after `genicam://`; ValueError when there is none."""
     device = uri.strip()[len(SCHEME):].strip().rstrip("/")
     if not device:
-        raise ValueError(f"{uri!r}: a genicam:// source needs a device id, serial or IP address after 'genicam://'")
+        raise ValueError(
+            f"{uri!r}: a genicam:// source needs a device id (as arv-tool-0.8 lists it) or an IP address after it"
+        )
     return device
 
 

@@ -137,7 +137,7 @@ class CameraConfig(_Section):
         default="synthetic:seed=0",
         min_length=1,
         description="Source URI: device index, /dev/videoN, rtsp://, http(s)://, gst:<pipeline>, "
-        "genicam://<device id, serial or IP>, file or directory path, synthetic:<params> (docs/cameras.md)",
+        "genicam://<device id or IP>, file or directory path, synthetic:<params> (docs/cameras.md)",
     )
     fps: float = Field(default=10.0, gt=0, le=1000, description="Frames per second to capture (or replay)")
     mode: Literal["free-run", "trigger"] = Field(

@@ -3,6 +3,7 @@ reach the camera, frames arrive in every trigger mode, line-scan strips are stit
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from agent.capture.genicam import GenICamSource, LineStitcher, to_bgr
 from agent.capture.registry import create_source
 from agent.capture.sources import CorruptFrame, SourceError, SourceOptions
 from agent.capture.worker import CaptureWorker
-from agent.config import CameraConfig
+from agent.config import CameraConfig, load_settings
 from tests.agent.capture.test_worker import FAST, StatusLog, wait_until
 from tests.fixtures.genicam import FakeCamera, aravis_or_skip
 
@@ -139,3 +140,15 @@ def test_short_buffers_and_unknown_formats_are_corrupt_frames() -> None:
         to_bgr(b"\x00" * 10, 4, 4, "Mono8")
     with pytest.raises(CorruptFrame, match="YUV422"):
         to_bgr(b"\x00" * 64, 4, 4, "YUV422_8")
+
+
+def test_the_example_in_docs_cameras_md_is_a_valid_config(tmp_path: Path) -> None:
+    aravis_or_skip()
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "cameras.md").read_text()
+    example = doc.split("Example (verbatim", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "config.yaml"
+    config.write_text(example)
+    top, web = load_settings(config).cameras
+    assert top.genicam is not None and top.genicam.exposure_us == 800 and top.genicam.trigger == "free-run"
+    assert web.genicam is not None and web.genicam.trigger_line == "Line1"
+    assert web.genicam.line_scan is not None and web.genicam.line_scan.lines_per_frame == 2048
