@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from agent.capture.sources import CorruptFrame, FrameSource, Image, SourceError, SourceOptions
+from agent.capture.sources import CorruptFrame, FrameSource, Image, SourceError
 
 SCHEME = "genicam://"
 _POLL_US = 200_000  # one grab waits at most this long for a buffer, so stop() is noticed quickly
@@ -105,11 +105,10 @@ def to_bgr(data: bytes, width: int, height: int, pixel_format: str) -> Image:
 class GenICamSource(FrameSource):
     """One GenICam camera through Aravis. `settings` is the camera's `genicam` config section (or None)."""
 
-    def __init__(self, uri: str, settings: Any, options: SourceOptions) -> None:
+    def __init__(self, uri: str, settings: Any) -> None:
         super().__init__(uri)
         self._device = device_id_of(uri)
         self._settings = settings
-        self._options = options
         self._aravis: Any = None
         self._camera: Any = None
         self._stream: Any = None
@@ -227,4 +226,4 @@ def _message(exc: Exception) -> str:
 
 def create_genicam_source(uri: str, camera: Any) -> GenICamSource:
     """The registry's factory: a `genicam://` URI with the camera config's `genicam` section."""
-    return GenICamSource(uri, getattr(camera, "genicam", None), SourceOptions.from_camera(camera))
+    return GenICamSource(uri, getattr(camera, "genicam", None))

@@ -253,10 +253,11 @@ class CaptureWorker:
             except Exception as exc:  # a bug in a source must not kill the camera for good
                 _log.exception("capture loop crashed", camera=self.name)
                 reason = f"unexpected {type(exc).__name__}: {exc}"
+            if not self._stop.is_set():
+                self._set_status("offline", reason)  # before closing: closing a vanished GigE camera blocks seconds
             self._close_source()
             if self._stop.is_set():
                 break
-            self._set_status("offline", reason)
             if self.counters.frames > frames_before:
                 backoff = self.cfg.reconnect_min_s  # it worked for a while: start backing off from scratch
             backoff = self._sleep_backoff(backoff)

@@ -11,7 +11,7 @@ import pytest
 
 from agent.capture.genicam import GenICamSource, LineStitcher, to_bgr
 from agent.capture.registry import create_source
-from agent.capture.sources import CorruptFrame, SourceError, SourceOptions
+from agent.capture.sources import CorruptFrame, SourceError
 from agent.capture.worker import CaptureWorker
 from agent.config import CameraConfig, load_settings
 from tests.agent.capture.test_worker import FAST, StatusLog, wait_until
@@ -104,7 +104,7 @@ def test_a_camera_that_is_not_there_is_offline_with_the_reason() -> None:
 
 def test_grab_before_open_is_a_source_error() -> None:
     with pytest.raises(SourceError, match="before open"):
-        GenICamSource("genicam://cam", None, SourceOptions()).grab()
+        GenICamSource("genicam://cam", None).grab()
 
 
 # ----- without a camera: stitching and pixel formats ------------------------------------------------------------------
@@ -152,3 +152,21 @@ def test_the_example_in_docs_cameras_md_is_a_valid_config(tmp_path: Path) -> Non
     assert top.genicam is not None and top.genicam.exposure_us == 800 and top.genicam.trigger == "free-run"
     assert web.genicam is not None and web.genicam.trigger_line == "Line1"
     assert web.genicam.line_scan is not None and web.genicam.line_scan.lines_per_frame == 2048
+
+
+def test_a_camera_unplugged_mid_stream_goes_offline_and_comes_back_when_replugged(fake_camera: FakeCamera) -> None:
+    status = StatusLog()
+    worker = CaptureWorker(genicam_camera(fake_camera.uri, pixel_format="Mono8"), on_status=status)
+    worker.start()
+    try:
+        assert wait_until(lambda: worker.status == "online"), worker.reason
+        fake_camera.stop()
+        assert wait_until(lambda: worker.status == "offline", timeout=30)
+        assert worker.reason.startswith("no frame for"), worker.reason
+        frames_while_away = worker.counters.frames
+        fake_camera.start()
+        assert wait_until(lambda: worker.status == "online", timeout=60), worker.reason
+        assert wait_until(lambda: worker.counters.frames > frames_while_away)
+        assert status.statuses[:3] == ["online", "offline", "online"] and worker.counters.reconnects >= 1
+    finally:
+        worker.stop()
