@@ -14,6 +14,7 @@ With `line_scan`, each grabbed buffer is a strip of one or more lines, stitched 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import cv2
@@ -105,8 +106,10 @@ def to_bgr(data: bytes, width: int, height: int, pixel_format: str) -> Image:
 class GenICamSource(FrameSource):
     """One GenICam camera through Aravis. `settings` is the camera's `genicam` config section (or None)."""
 
-    def __init__(self, uri: str, settings: Any) -> None:
+    def __init__(self, uri: str, settings: Any, read_timeout_s: float = 5.0) -> None:
         super().__init__(uri)
+        self._read_timeout_s = read_timeout_s
+        self._triggered_at: float | None = None
         self._device = device_id_of(uri)
         self._settings = settings
         self._aravis: Any = None
@@ -193,16 +196,25 @@ class GenICamSource(FrameSource):
     def _next_strip(self, fire: bool) -> Image | None:
         """The next buffer as a BGR image (None when none came in time), its buffer handed back to the stream."""
         if fire:
-            self._camera.software_trigger()
+            self._fire_trigger()
         buffer = self._stream.timeout_pop_buffer(_POLL_US)
         if buffer is None:
             return None
+        self._triggered_at = None
         try:
             if buffer.get_status() != self._aravis.BufferStatus.SUCCESS:
                 raise CorruptFrame(f"{self.uri}: incomplete buffer ({buffer.get_status().value_nick})")
             return to_bgr(buffer.get_data(), buffer.get_image_width(), buffer.get_image_height(), self._format)
         finally:
             self._stream.push_buffer(buffer)
+
+    def _fire_trigger(self) -> None:
+        """One software trigger per frame: not again while an exposure is under way (a long exposure outlasts one
+        poll, and a camera ignores or queues triggers while busy), unless it went unanswered for `read_timeout_s`."""
+        now = time.monotonic()
+        if self._triggered_at is None or now - self._triggered_at > self._read_timeout_s:
+            self._camera.software_trigger()
+            self._triggered_at = now
 
     def retrieve(self) -> Image:
         if self._error is not None:
@@ -215,7 +227,7 @@ class GenICamSource(FrameSource):
         if self._camera is not None:
             with contextlib.suppress(Exception):  # the camera may already be gone; dropping it is all that is left
                 self._camera.stop_acquisition()
-        self._camera = self._stream = self._frame = None
+        self._camera = self._stream = self._frame = self._triggered_at = None
         if self._stitcher is not None:
             self._stitcher.reset()
 
@@ -226,4 +238,4 @@ def _message(exc: Exception) -> str:
 
 def create_genicam_source(uri: str, camera: Any) -> GenICamSource:
     """The registry's factory: a `genicam://` URI with the camera config's `genicam` section."""
-    return GenICamSource(uri, getattr(camera, "genicam", None))
+    return GenICamSource(uri, getattr(camera, "genicam", None), camera.read_timeout_s)
