@@ -34,6 +34,7 @@ _TO_BGR: dict[str, int | None] = {
     "BayerGB8": cv2.COLOR_BayerGBRG2BGR, "BayerBG8": cv2.COLOR_BayerBGGR2BGR,
 }
 PIXEL_FORMATS = tuple(_TO_BGR)
+RawBuffer = tuple[bytes, int, int]  # a buffer's bytes, width, height
 
 
 def load_aravis() -> Any:
@@ -116,6 +117,7 @@ class GenICamSource(FrameSource):
         self._camera: Any = None
         self._stream: Any = None
         self._format = "Mono8"
+        self._raw: RawBuffer | None = None
         self._frame: Image | None = None
         self._error: CorruptFrame | None = None
         line_scan = getattr(settings, "line_scan", None)
@@ -173,29 +175,31 @@ class GenICamSource(FrameSource):
     def grab(self) -> bool:
         if self._camera is None or self._stream is None:
             raise SourceError(f"{self.uri}: grab() before open()")
-        self._frame = self._error = None
+        self._raw = self._frame = self._error = None
         try:
-            self._frame = self._next_frame()
+            if self._stitcher is None:
+                self._raw = self._next_buffer()  # converted in retrieve(): a frame the worker drops costs no debayer
+            else:
+                self._frame = self._next_stitched(self._stitcher)
         except CorruptFrame as exc:  # reported by retrieve(), where the worker counts and skips corrupt frames
             self._error = exc
             if self._stitcher is not None:
                 self._stitcher.reset()  # a frame with a hole in it must not be inspected
-        return self._frame is not None or self._error is not None
+        return self._raw is not None or self._frame is not None or self._error is not None
 
-    def _next_frame(self) -> Image | None:
-        if self._stitcher is None:
-            return self._next_strip(fire=not self.live)
-        while True:  # a line-scan frame: strips until it is full, or no strip came within the poll time
-            strip = self._next_strip(fire=not self.live)
-            if strip is None:
+    def _next_stitched(self, stitcher: LineStitcher) -> Image | None:
+        """Strips until a line-scan frame is full, or None when no strip came within the poll time."""
+        while True:
+            raw = self._next_buffer()
+            if raw is None:
                 return None
-            frame = self._stitcher.add(strip)
+            frame = stitcher.add(to_bgr(*raw, self._format))
             if frame is not None:
                 return frame
 
-    def _next_strip(self, fire: bool) -> Image | None:
-        """The next buffer as a BGR image (None when none came in time), its buffer handed back to the stream."""
-        if fire:
+    def _next_buffer(self) -> RawBuffer | None:
+        """The next complete buffer's bytes and size (None when none came in time); the buffer goes back at once."""
+        if not self.live:
             self._fire_trigger()
         buffer = self._stream.timeout_pop_buffer(_POLL_US)
         if buffer is None:
@@ -204,7 +208,7 @@ class GenICamSource(FrameSource):
         try:
             if buffer.get_status() != self._aravis.BufferStatus.SUCCESS:
                 raise CorruptFrame(f"{self.uri}: incomplete buffer ({buffer.get_status().value_nick})")
-            return to_bgr(buffer.get_data(), buffer.get_image_width(), buffer.get_image_height(), self._format)
+            return buffer.get_data(), buffer.get_image_width(), buffer.get_image_height()
         finally:
             self._stream.push_buffer(buffer)
 
@@ -219,6 +223,8 @@ class GenICamSource(FrameSource):
     def retrieve(self) -> Image:
         if self._error is not None:
             raise self._error
+        if self._raw is not None:
+            return to_bgr(*self._raw, self._format)
         if self._frame is None:
             raise SourceError(f"{self.uri}: retrieve() before a successful grab()")
         return self._frame
@@ -227,7 +233,7 @@ class GenICamSource(FrameSource):
         if self._camera is not None:
             with contextlib.suppress(Exception):  # the camera may already be gone; dropping it is all that is left
                 self._camera.stop_acquisition()
-        self._camera = self._stream = self._frame = self._triggered_at = None
+        self._camera = self._stream = self._raw = self._frame = self._triggered_at = None
         if self._stitcher is not None:
             self._stitcher.reset()
 

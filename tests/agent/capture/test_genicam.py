@@ -170,3 +170,16 @@ def test_a_camera_unplugged_mid_stream_goes_offline_and_comes_back_when_replugge
         assert status.statuses[:3] == ["online", "offline", "online"] and worker.counters.reconnects >= 1
     finally:
         worker.stop()
+
+
+def test_frames_with_lost_packets_are_counted_as_corrupt_and_never_inspected(fake_camera: FakeCamera) -> None:
+    fake_camera.stop()
+    fake_camera.start(lost_per_thousand=300)  # a bad cable: most frames arrive with holes
+    worker = CaptureWorker(genicam_camera(fake_camera.uri, pixel_format="Mono8"))
+    worker.start()
+    try:
+        assert wait_until(lambda: worker.counters.corrupt >= 3), (worker.status, worker.reason)
+    finally:
+        worker.stop()
+    queued = [worker.frames.get(timeout=0) for _ in range(worker.frames.depth())]
+    assert all(f is not None and f.image.shape == (512, WIDTH, 3) for f in queued)
