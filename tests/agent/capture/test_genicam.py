@@ -64,6 +64,20 @@ def test_software_trigger_exposes_one_frame_per_grab(fake_camera: FakeCamera) ->
     assert [f.shape for f in frames] == [(512, WIDTH, 3)] * 3
 
 
+def test_hardware_trigger_arms_the_line_and_waits_for_its_edges(fake_camera: FakeCamera) -> None:
+    source = create_source(genicam_camera(fake_camera.uri, trigger="hardware", trigger_line="Line0"))
+    assert source.live
+    source.open()
+    try:
+        device = source._camera.get_device()
+        trigger = device.get_string_feature_value("TriggerMode"), device.get_string_feature_value("TriggerSource")
+        grabbed = [source.grab() for _ in range(3)]  # nothing pulses the fake camera's Line0: no exposure
+    finally:
+        source.close()
+    assert trigger == ("On", "Line0")
+    assert grabbed == [False, False, False]
+
+
 def test_line_scan_strips_are_stitched_into_frames_of_the_configured_height(fake_camera: FakeCamera) -> None:
     line_scan = {"lines_per_frame": 50, "lines_per_buffer": 8}
     source = create_source(genicam_camera(fake_camera.uri, pixel_format="Mono8", line_scan=line_scan))
