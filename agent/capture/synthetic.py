@@ -11,6 +11,8 @@ column-wise gain pattern of a line-scan sensor. Defects come in three drawing st
 Class names other than the defaults are mapped to a style by keywords (crack -> scratch, pit -> hole, oil -> stain)
 or else by a stable hash of the name; each name also gets its own tint and size so classes stay distinguishable.
 Boxes are the tight bounding box of the pixels a defect changed (with drawing alpha > `_ALPHA_VISIBLE`).
+Drift knobs (defaults leave frames unchanged): `lighting_gain`/`lighting_offset` (a new lamp or exposure),
+`defect_scale` (defects that look different), `texture` (another surface).
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class SyntheticGenerator:
         texture: str = "mixed",
         min_defects: int = 1,
         defect_scale: float = 1.0,
+        lighting_gain: float = 1.0,
+        lighting_offset: float = 0.0,
     ) -> None:
         self.seed = int(seed)
         self.size = int(size)
@@ -99,6 +103,8 @@ class SyntheticGenerator:
         self.defect_free_fraction = float(defect_free_fraction)
         self.texture = texture
         self.defect_scale = float(defect_scale)
+        self.lighting_gain = float(lighting_gain)
+        self.lighting_offset = float(lighting_offset)
         self._validate()
         self._styles = [_class_style(name, i) for i, name in enumerate(self.classes)]
         self._column_gain = _column_gain(self.seed, self.size)
@@ -116,6 +122,10 @@ class SyntheticGenerator:
             raise ValueError(f"texture={self.texture!r}: must be one of {list(TEXTURES)}")
         if not 0.25 <= self.defect_scale <= 3.0:
             raise ValueError(f"defect_scale={self.defect_scale}: must be between 0.25 and 3")
+        if not 0.1 <= self.lighting_gain <= 3.0:
+            raise ValueError(f"lighting_gain={self.lighting_gain}: must be between 0.1 and 3")
+        if not -128.0 <= self.lighting_offset <= 128.0:
+            raise ValueError(f"lighting_offset={self.lighting_offset}: must be between -128 and 128")
 
     def __iter__(self) -> Iterator[SyntheticFrame]:
         index = 0
@@ -144,7 +154,7 @@ class SyntheticGenerator:
             surface = _composite(surface, mask, self._defect_colour(rng, class_id, surface, mask))
             labels.append(class_id)
             boxes.append(box)
-        image = np.clip(surface, 0, 255).astype(np.uint8)
+        image = np.clip(self._lit(surface), 0, 255).astype(np.uint8)
         detections = Detections(
             np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64),
             np.ones(len(labels), dtype=np.float32), self.classes, (self.size, self.size),
@@ -161,6 +171,12 @@ class SyntheticGenerator:
         surface = base[:, :, None] * 40.0 + tone[None, None, :]
         surface *= self._column_gain[None, :, None]
         return (surface + rng.normal(0, 3.0, size=surface.shape)).astype(np.float32)
+
+    def _lit(self, surface: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The scene under the line's lighting: a new lamp or exposure scales and shifts every pixel (drift)."""
+        if self.lighting_gain == 1.0 and self.lighting_offset == 0.0:
+            return surface  # the default light leaves the pixels exactly as drawn
+        return (surface * self.lighting_gain + self.lighting_offset).astype(np.float32)
 
     def _defect_count(self, rng: np.random.Generator) -> int:
         if self.max_defects == 0 or rng.random() < self.defect_free_fraction:
@@ -304,6 +320,7 @@ def _validated_classes(classes: Sequence[str]) -> tuple[str, ...]:
 _URI_FIELDS: dict[str, type] = {
     "seed": int, "size": int, "max_defects": int, "min_defects": int,
     "defect_free_fraction": float, "defect_scale": float, "texture": str, "classes": tuple,
+    "lighting_gain": float, "lighting_offset": float,
 }
 
 

@@ -8,10 +8,11 @@ margin first, oldest first among equals.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from agent.detections import Detections
 from agent.learn.entry import QueueEntry
 
 DEFAULT_THRESHOLD = 0.5  # a class missing from an entry's thresholds (never stored by the daemon) counts as 0.5
@@ -26,11 +27,16 @@ def box_margins(entry: QueueEntry) -> list[float]:
 
 def margin(entry: QueueEntry) -> float:
     """The frame's margin: the smallest box margin, or the lowest class threshold when there is no box."""
-    margins = box_margins(entry)
-    if margins:
-        return min(margins)
-    limits = [entry.thresholds.get(name, DEFAULT_THRESHOLD) for name in entry.detections.class_names]
-    return float(min(limits, default=DEFAULT_THRESHOLD))
+    return detections_margin(entry.detections, entry.thresholds)
+
+
+def detections_margin(detections: Detections, thresholds: Mapping[str, float]) -> float:
+    """`margin` of predictions not (yet) queued: what a frame's review rank would be if it were."""
+    if len(detections):
+        limits = detections.box_thresholds(thresholds, DEFAULT_THRESHOLD)
+        return float(np.min(np.abs(detections.score - limits)))
+    limits_of_classes = [thresholds.get(name, DEFAULT_THRESHOLD) for name in detections.class_names]
+    return float(min(limits_of_classes, default=DEFAULT_THRESHOLD))
 
 
 def most_unsure_first(entries: Iterable[QueueEntry]) -> list[QueueEntry]:

@@ -117,11 +117,31 @@ def test_class_names_map_to_drawing_styles_by_keyword_else_stably() -> None:
         ({"texture": "wood"}, "texture='wood'"),
         ({"defect_free_fraction": 1.5}, "defect_free_fraction=1.5"),
         ({"max_defects": -1}, "max_defects=-1"),
+        ({"lighting_gain": 0.0}, "lighting_gain=0.0"),
+        ({"lighting_offset": 200.0}, "lighting_offset=200.0"),
     ],
 )
 def test_bad_parameters_raise_naming_the_value(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         SyntheticGenerator(**kwargs)  # type: ignore[arg-type]
+
+
+def test_default_lighting_leaves_frames_exactly_as_drawn() -> None:
+    plain, lit = SyntheticGenerator(seed=4).frame(3), SyntheticGenerator(seed=4, lighting_gain=1.0).frame(3)
+    assert np.array_equal(plain.image, lit.image)
+
+
+def test_new_lighting_changes_the_pixels_but_not_the_defects() -> None:
+    plain = SyntheticGenerator(seed=4, size=64).frame(3)
+    brighter = SyntheticGenerator(seed=4, size=64, lighting_gain=1.3, lighting_offset=20).frame(3)
+    assert brighter.image.astype(float).mean() > plain.image.astype(float).mean() + 20
+    assert np.array_equal(brighter.detections.xyxy, plain.detections.xyxy)
+    assert list(brighter.detections.labels) == list(plain.detections.labels)
+
+
+def test_lighting_is_a_uri_key() -> None:
+    kwargs = parse_synthetic_uri("synthetic:lighting_gain=0.6,lighting_offset=-10")
+    assert kwargs == {"lighting_gain": 0.6, "lighting_offset": -10.0}
 
 
 def test_negative_index_is_rejected() -> None:
