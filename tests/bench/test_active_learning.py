@@ -1,0 +1,55 @@
+"""How the active-learning experiment (`bench/active_learning.py`) summarises its grid and judges its goal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.active_learning import check_goal, summarise
+
+BASELINE = {"drifted": 0.60, "original": 0.80}
+
+
+def point(strategy: str, budget: int, seed: int, drifted: float, original: float) -> dict[str, Any]:
+    return {"strategy": strategy, "budget": budget, "seed": seed, "map50": {"drifted": drifted, "original": original}}
+
+
+def grid(band_50: float, band_original: float) -> list[dict[str, Any]]:
+    return [point("random", 200, 0, 0.70, 0.80), point("random", 200, 1, 0.72, 0.80),
+            point("threshold-band", 25, 0, 0.65, 0.80), point("threshold-band", 50, 0, band_50, band_original),
+            point("threshold-band", 100, 0, 0.75, 0.80)]
+
+
+def test_points_are_summarised_per_strategy_and_budget_over_seeds() -> None:
+    summary = summarise(grid(0.71, 0.79))
+    cell = summary["random"]["200"]["drifted"]
+    assert cell == {"mean": 0.71, "min": 0.70, "max": 0.72, "std": 0.01, "n": 2}
+
+
+def test_a_point_without_a_candidate_is_left_out_of_the_summary() -> None:
+    summary = summarise([{"strategy": "random", "budget": 25, "seed": 0, "outcome": "failed"}])
+    assert summary == {}
+
+
+def test_the_goal_is_met_with_the_fewest_band_labels_that_reach_random_at_200() -> None:
+    goal = check_goal(summarise(grid(0.71, 0.79)), BASELINE)
+    assert goal["band_labels_to_reach"] == 50
+    assert goal["band_forgetting_there"] == 0.01
+    assert goal["met"] is True
+
+
+def test_forgetting_more_than_two_points_misses_the_goal() -> None:
+    goal = check_goal(summarise(grid(0.71, 0.75)), BASELINE)
+    assert goal["band_labels_to_reach"] == 50
+    assert goal["met"] is False
+
+
+def test_a_band_that_needs_more_than_100_labels_misses_the_goal() -> None:
+    points = [p for p in grid(0.60, 0.80) if p["budget"] != 100] + [point("threshold-band", 200, 0, 0.72, 0.80)]
+    goal = check_goal(summarise(points), BASELINE)
+    assert goal["band_labels_to_reach"] == 200
+    assert goal["met"] is False
+
+
+def test_without_random_at_200_labels_the_goal_is_undecided() -> None:
+    points = [p for p in grid(0.71, 0.79) if p["strategy"] != "random"]
+    assert check_goal(summarise(points), BASELINE)["decided"] is False
