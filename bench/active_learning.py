@@ -141,8 +141,8 @@ def check_goal(summary: dict[str, Any], baseline: dict[str, float] | None) -> di
 
 
 def run_grid(args: argparse.Namespace, scenario: Scenario) -> Grid:
-    from bench.active_learning_scenario import held_out_map50, recalibrate_point
-    from calibration.selection import SelectionSettings, select_frames
+    from bench.active_learning_scenario import held_out_map50
+    from calibration.selection import SelectionSettings
 
     grid = Grid(args, len(args.strategies) * len(args.budgets) * len(args.seeds))
     grid.result.update(pool_scoring_seconds=args.pool_scoring_seconds, pool_in_band=args.pool_in_band)
@@ -155,15 +155,24 @@ def run_grid(args: argparse.Namespace, scenario: Scenario) -> Grid:
     for seed in args.seeds:  # seeds outermost: a stopped run has every strategy and budget for the first seeds
         for budget in args.budgets:
             for strategy in args.strategies:
-                started = time.perf_counter()
-                picked = select_frames(strategy, pool, budget, seed, settings)
-                name = f"{strategy}-{budget}-{seed}"
-                point = {"strategy": strategy, "budget": budget, "seed": seed, "picked": len(picked),
-                         "in_band": sum(in_band(scenario, i) for i in picked),
-                         **recalibrate_point(scenario, picked, seed, training(args), args.device, args.batch, name)}
-                point["seconds"] = round(time.perf_counter() - started, 1)
-                grid.add(point)
+                grid.add(run_point(args, scenario, pool, settings, strategy, budget, seed))
     return grid
+
+
+def run_point(args: argparse.Namespace, scenario: Scenario, pool: list[Any], settings: Any, strategy: str,
+              budget: int, seed: int) -> dict[str, Any]:
+    """Select, label, recalibrate, evaluate: one point of the grid, with the pool positions it labelled."""
+    from bench.active_learning_scenario import recalibrate_point
+    from calibration.selection import select_frames
+
+    started = time.perf_counter()
+    picked = select_frames(strategy, pool, budget, seed, settings)
+    name = f"{strategy}-{budget}-{seed}"
+    point = {"strategy": strategy, "budget": budget, "seed": seed, "picked": len(picked), "frames": picked,
+             "in_band": sum(in_band(scenario, i) for i in picked),
+             **recalibrate_point(scenario, picked, seed, training(args), args.device, args.batch, name)}
+    point["seconds"] = round(time.perf_counter() - started, 1)
+    return point
 
 
 def training(args: argparse.Namespace) -> dict[str, Any]:
