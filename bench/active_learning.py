@@ -21,6 +21,12 @@ the original frames.
     python -m bench.active_learning                              # full grid: 3 strategies x 25/50/100/200 x 3 seeds
     python -m bench.active_learning --strategies threshold-band random --budgets 50 100 --seeds 0 1 --steps 40
 
+Training: `--steps` 30 at batch 4 and `--lr` 1e-3 by default, the most a 2-core CPU grid affords; with the line's own
+rate (1e-4) 30 steps left the candidate's golden mAP50 unchanged to three decimals. Measured on 2 shared cores
+(load 7-12): a 30-step training 136-207 s, the run's own evaluate step 8-73 s, 400 held-out frames 64-240 s, so one
+default point takes about 4-9 minutes and the 36-point default grid several hours there; plan with `--seeds`,
+`--strategies` or `--held-out`, or a quieter machine.
+
 Writes bench/results/active_learning.json (`--out`; re-written after every point, so a stopped run keeps its
 points) and the plot next to it (`.png`: mAP50 vs labels per strategy, mean and min-max spread over seeds).
 """
@@ -58,7 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--golden", type=int, default=30, help="external drifted golden frames (the run's gate)")
     parser.add_argument("--replay", type=int, default=200, help="original frames available for replay")
     parser.add_argument("--steps", type=int, default=30, help="LoRA training steps per point (batch 4)")
-    parser.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default: recalibration.lr)")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="LoRA learning rate (0: the line's recalibration.lr, 1e-4: nothing moves in 30 steps)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=16, help="detection batch size")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
