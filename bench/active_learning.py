@@ -21,11 +21,12 @@ the original frames.
     python -m bench.active_learning                              # full grid: 3 strategies x 25/50/100/200 x 3 seeds
     python -m bench.active_learning --strategies threshold-band random --budgets 50 100 --seeds 0 1 --steps 40
 
-Training: `--steps` 30 at batch 4 and `--lr` 1e-3 by default, the most a 2-core CPU grid affords; with the line's own
-rate (1e-4) 30 steps left the candidate's golden mAP50 unchanged to three decimals. Measured on 2 shared cores
-(load 7-12): a 30-step training 136-207 s, the run's own evaluate step 8-73 s, 400 held-out frames 64-240 s, so one
-default point takes about 4-9 minutes and the 36-point default grid several hours there; plan with `--seeds`,
-`--strategies` or `--held-out`, or a quieter machine.
+Training: `--steps` 30 at batch 4 and `--lr` 1e-3 by default. With the line's own rate (1e-4) 30 steps left the
+candidate's golden mAP50 unchanged to three decimals; 100 steps at 1e-3 lost 0.02-0.04 mAP50 on both held-out sets.
+Timings on this project's 2 shared cores swing with the other work on them: one default point (100 labels) took
+26-38 s at load 3-6 (400 held-out frames 12 s, training 7-20 s) and 4-9 minutes at load 12; scoring 1000 pool
+frames takes 1-12 minutes. The 36-point default grid is therefore about 25 minutes on quiet cores and hours on busy
+ones: narrow it with `--seeds`, `--strategies`, `--budgets` or `--held-out` when the cores are shared.
 
 Writes bench/results/active_learning.json (`--out`; re-written after every point, so a stopped run keeps its
 points) and the plot next to it (`.png`: mAP50 vs labels per strategy, mean and min-max spread over seeds).
