@@ -64,7 +64,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--held-out", type=int, default=200, help="held-out frames, drifted and original, each")
     parser.add_argument("--golden", type=int, default=30, help="external drifted golden frames (the run's gate)")
     parser.add_argument("--replay", type=int, default=200, help="original frames available for replay")
-    parser.add_argument("--steps", type=int, default=30, help="LoRA training steps per point (batch 4)")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="LoRA training steps per point (batch 4); 0: the line's own rule, "
+                        "recalibration.epochs over the snapshot (labels + replay): a bigger budget trains longer")
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="LoRA learning rate (0: the line's recalibration.lr, 1e-4: nothing moves in 30 steps)")
     parser.add_argument("--device", default="cpu")
@@ -91,7 +93,8 @@ class Grid:
             "scenario": {"drift": DRIFT, "seeds": SEEDS, "pool": args.pool, "held_out": args.held_out,
                          "golden": args.golden, "replay": args.replay, "model": str(args.model)},
             "settings": {"strategies": args.strategies, "budgets": args.budgets, "seeds": args.seeds,
-                         "steps": args.steps, "lr": args.lr or "recalibration.lr", "batch_size": 4,
+                         "steps": args.steps or "recalibration.epochs",
+                         "lr": args.lr or "recalibration.lr", "batch_size": 4,
                          "device": args.device},
             "machine": platform.machine(), "node": platform.node(), "goal": GOAL,
             "plot": args.out.with_suffix(".png").name, "points": []}
@@ -185,8 +188,8 @@ def run_point(args: argparse.Namespace, scenario: Scenario, pool: list[Any], set
 
 def training(args: argparse.Namespace) -> dict[str, Any]:
     """What the bench changes of the run's training (`RunOptions.train_overrides`): its length, and the rate if set."""
-    return {"max_steps": args.steps, "checkpoint_every": args.steps, "device": args.device,
-            **({"lr": args.lr} if args.lr else {})}
+    length = {"max_steps": args.steps, "checkpoint_every": args.steps} if args.steps else {}  # 0: the line's epochs
+    return {**length, "device": args.device, **({"lr": args.lr} if args.lr else {})}
 
 
 def pool_frame(scenario: Scenario, position: int) -> Any:
