@@ -39,9 +39,10 @@ from agent.health.metrics import Metrics
 from agent.health.notify import Notifier, Watchdog
 from agent.learn.queue import LearningQueue
 from agent.model_choice import DetectorFactory, ModelChoice, choose_model, detector_from_settings, thresholds_for
+from agent.pictures import keeper_from_settings
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import OutboxError, OutboxFull, open_outbox
-from agent.publish.result import build_result
+from agent.publish.result import build_result, uncertain_boxes
 from agent.reload import ReloadPlan, Scope, plan_reload
 from agent.runs import write_recalibration_request
 from agent.stage import Stage
@@ -103,6 +104,7 @@ class Daemon:
         self.thresholds = thresholds_for(self.settings, self.choice)
         self.outbox = open_outbox(state.outbox, self.settings.outbox)
         self.queue = LearningQueue(state.queue, self.settings.queue)
+        self.pictures = keeper_from_settings(self.settings.pictures, state.pictures, self.settings.station.enabled)
         self.publisher = MqttPublisher(self.settings, self.outbox, self.detector.version,
                                        on_command=self._submit_command)
         self.handshake = Handshake(self.workers, self.publisher)  # trigger replies, parts in flight, result_ready
@@ -165,8 +167,10 @@ class Daemon:
             config_path_of=lambda: self.config_path,
             runs_dir_of=lambda: self.settings.recalibration.work_dir or state.recalibration,  # where runs write
             models_dir_of=lambda: state.models, reload_model_of=self.reload_model)
-        self.station = start_station(self.settings.station, self.settings.state_dir, backend, self.board,
-                                     self.queue, on_audit=lambda entry: self.publisher.publish_event("audit", **entry))
+        self.station = start_station(self.settings.station, self.settings.state_dir, backend, self.board, self.queue,
+                                     lambda entry: self.publisher.publish_event("audit", **entry), self.pictures.store)
+        if self.station is not None:  # results link their pictures only where a running station serves them
+            self.pictures.base_url = self.settings.station.base_url(self.station.port)
 
     def reload_model(self) -> str:
         """The station's promote/rollback: serve the model store's current adapter now; returns the served version."""
@@ -211,7 +215,7 @@ class Daemon:
 
     def finish_batch(self, items: list[Inspected]) -> None:
         """The results stage: store and publish the batch's results, offer its frames for learning, update gauges."""
-        self.publish_results(items)
+        self.publish_results(items, [self.pictures.keep(i.decision, i.frame.image) for i in items])
         for item in items:
             self.sample_for_learning(item)
             self.show_live(item)
@@ -249,10 +253,11 @@ class Daemon:
         latency_ms = (time.perf_counter() - t0) * 1e3
         return [Inspected(frame, dets, decide(dets, thresholds), latency_ms, detector.version, thresholds)]
 
-    def publish_results(self, items: list[Inspected]) -> list[int | None]:
-        """Store the batch's results in the outbox in one transaction (then MQTT delivers them); returns each one's
-        seq, None for a result that could not be stored (logged; the outbox alarm tells the line)."""
-        entries = [(self.publisher.topics.result(item.frame.camera), self._result_payload(item)) for item in items]
+    def publish_results(self, items: list[Inspected], urls: list[str | None]) -> list[int | None]:
+        """Store the batch's results (`urls`: their pictures) in the outbox in one transaction, then MQTT delivers them;
+        returns each one's seq, None for a result that could not be stored (logged; the outbox alarm tells the line)."""
+        entries = [(self.publisher.topics.result(item.frame.camera), self._result_payload(item, url))
+                   for item, url in zip(items, urls, strict=True)]
         with self.handshake.recording():
             stored = self.outbox.append_many(entries)
             self.handshake.stored([(i.frame, i.decision.verdict, o[0] if isinstance(o, tuple) else None)
@@ -272,7 +277,7 @@ class Daemon:
             self.publisher.wake()
         return seqs
 
-    def _result_payload(self, item: Inspected) -> Callable[[int, str], dict[str, Any]]:
+    def _result_payload(self, item: Inspected, image_url: str | None) -> Callable[[int, str], dict[str, Any]]:
         f = item.frame
 
         def payload(seq: int, msg_id: str) -> dict[str, Any]:
@@ -280,6 +285,7 @@ class Daemon:
                 seq=seq, msg_id=msg_id, device=self.settings.device_id, camera=f.camera, frame_id=f.frame_id,
                 part_id=f.part_id, captured_at=f.captured_at, model=item.model,
                 verdict=item.decision.verdict, detections=item.decision.defects, latency_ms=item.latency_ms,
+                image_url=image_url, uncertain_boxes=uncertain_boxes(item.decision, item.thresholds),
             )
 
         return payload
@@ -301,11 +307,8 @@ class Daemon:
         self.board.update(f.camera, f.image, item.detections, item.decision.verdict, f.frame_id, f.captured_at)
 
     def report_health(self) -> None:
-        self.metrics.outbox_depth.set(self.outbox.depth())
-        self.metrics.outbox_bytes.set(self.outbox.size_bytes())
-        self.metrics.queue_depth.set(self.queue.depth())
-        self.metrics.queue_bytes.set(self.queue.total_bytes())
-        self.metrics.mqtt_connected.set(int(self.publisher.connected))
+        self.metrics.report_stores(self.outbox.depth(), self.outbox.size_bytes(), self.queue.depth(),
+                                   self.queue.total_bytes(), self.publisher.connected)
 
     # ----- reload and commands ----------------------------------------------------------------------------------------
     def reload(self, scope: Scope = "all") -> dict[str, Any]:

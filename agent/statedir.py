@@ -8,6 +8,7 @@ Layout::
       models/                the model store: base.json, adapters/vNNNN/, pointers.json (agent/store/)
       recalibration/         one folder per recalibration run, unless `recalibration.work_dir` says otherwise
       recalibrate.request    left by `cmd/recalibrate`; systemd's edge-inspect-recalibrate.path starts a run
+      pictures/              annotated JPEGs of fail/uncertain frames behind results' image_url (agent/pictures.py)
       audit.jsonl            the station's audit log: who logged in, reviewed, ran, promoted, rolled back
       station.users          the first-start technician `admin`, written only when the config names no user
       station-admin.password its password (mode 0600), for the person installing the box
@@ -29,6 +30,7 @@ RECALIBRATION_DIR = "recalibration"
 RECALIBRATE_REQUEST = "recalibrate.request"
 STATION_USERS = "station.users"  # the first-start technician "admin", when the config names no user
 STATION_ADMIN_PASSWORD = "station-admin.password"  # its password, readable by the daemon's user only
+PICTURES_DIR = "pictures"  # annotated JPEGs of fail/uncertain frames, served by the station (agent/pictures.py)
 AUDIT_FILE = "audit.jsonl"  # the station's audit log: who reviewed, ran, promoted, rolled back
 
 
@@ -73,6 +75,10 @@ class StateDir:
     @property
     def station_admin_password(self) -> Path:
         return self.root / STATION_ADMIN_PASSWORD
+
+    @property
+    def pictures(self) -> Path:
+        return self.root / PICTURES_DIR
 
     @property
     def audit_log(self) -> Path:

@@ -23,6 +23,7 @@ from agent.config.sections import (
     ModelConfig,
     MqttConfig,
     OutboxConfig,
+    PicturesConfig,
     QueueConfig,
     RecalibrationConfig,
     TlsConfig,
@@ -33,7 +34,7 @@ from agent.config.sources import CREDENTIAL_FILES, ENV_PREFIX
 
 __all__ = [
     "CREDENTIAL_FILES", "ENV_PREFIX", "SECRET_KEYS", "SECRET_MASK", "BatchConfig", "CameraConfig", "CommandsConfig",
-    "ConfigError", "GiB", "MetricsConfig", "MiB", "ModelConfig", "MqttConfig", "OutboxConfig", "QueueConfig",
-    "RecalibrationConfig", "Settings", "TlsConfig", "dotted_path", "dump_settings", "format_validation_errors",
-    "load_settings", "topic_level",
+    "ConfigError", "GiB", "MetricsConfig", "MiB", "ModelConfig", "MqttConfig", "OutboxConfig", "PicturesConfig",
+    "QueueConfig", "RecalibrationConfig", "Settings", "TlsConfig", "dotted_path", "dump_settings",
+    "format_validation_errors", "load_settings", "topic_level",
 ]

@@ -283,6 +283,15 @@ class QueueConfig(_Section):
     )
 
 
+class PicturesConfig(_Section):
+    enabled: bool = Field(default=True, description="Keep an annotated JPEG of every fail/uncertain frame and put its "
+                          "station URL in the result (image_url); needs the station")
+    max_count: int = Field(default=1000, ge=1, description="Pictures kept at most (oldest evicted first)")
+    max_bytes: int = Field(default=256 * MiB, ge=1 * MiB, description="Disk budget of the pictures (oldest evicted "
+                           "first)")
+    jpeg_quality: int = Field(default=85, ge=10, le=100, description="JPEG quality of the pictures")
+
+
 class MetricsConfig(_Section):
     enabled: bool = Field(default=True, description="Serve Prometheus metrics")
     host: str = Field(default="127.0.0.1", description="Bind address (keep it loopback unless firewalled)")

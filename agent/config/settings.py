@@ -17,6 +17,7 @@ from agent.config.sections import (
     ModelConfig,
     MqttConfig,
     OutboxConfig,
+    PicturesConfig,
     QueueConfig,
     RecalibrationConfig,
     topic_level,
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker connection")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable result outbox")
     queue: QueueConfig = Field(default_factory=QueueConfig, description="Low-confidence learning queue")
+    pictures: PicturesConfig = Field(default_factory=PicturesConfig, description="Annotated pictures of fail/uncertain "
+                                     "frames behind results' image_url (served by the station)")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics endpoint")
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="MQTT command handling")
     recalibration: RecalibrationConfig = Field(

@@ -95,6 +95,15 @@ class Metrics:
         self.inference_latency.observe(seconds)
         self.batch_size.observe(frames)
 
+    def report_stores(self, outbox_depth: int, outbox_bytes: int, queue_depth: int, queue_bytes: int,
+                      mqtt_connected: bool) -> None:
+        """The gauges of the outbox, the learning queue and the MQTT connection, after each results batch."""
+        self.outbox_depth.set(outbox_depth)
+        self.outbox_bytes.set(outbox_bytes)
+        self.queue_depth.set(queue_depth)
+        self.queue_bytes.set(queue_bytes)
+        self.mqtt_connected.set(int(mqtt_connected))
+
     def serve(self, host: str = "127.0.0.1", port: int = 9108) -> int:
         """Start the HTTP endpoint in a background thread; returns the bound port (useful with port 0)."""
         if self._server is not None:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
 
+from agent.decide import Decision, Thresholds
 from agent.detections import Detections
 
 RESULT_SCHEMA_ID = "edge-inspect.result/1"
@@ -30,9 +31,12 @@ def build_result(
     verdict: Verdict,
     detections: Detections,
     latency_ms: float,
+    image_url: str | None = None,
+    uncertain_boxes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The result payload; `captured_at` is an aware datetime or a Unix timestamp (seconds)."""
-    return {
+    """The result payload; `captured_at` is an aware datetime or a Unix timestamp (seconds). The optional fields
+    (`image_url`, `uncertain_boxes`) are left out when None, so a result without them reads as before."""
+    payload = {
         "schema": RESULT_SCHEMA_ID,
         "msg_id": msg_id,
         "seq": seq,
@@ -46,6 +50,18 @@ def build_result(
         "defects": detections.to_json(),
         "latency_ms": round(max(latency_ms, 0.0), 3),
     }
+    optional = {"image_url": image_url, "uncertain_boxes": uncertain_boxes}
+    return payload | {key: value for key, value in optional.items() if value is not None}
+
+
+def uncertain_boxes(decision: Decision, thresholds: Thresholds) -> list[dict[str, Any]] | None:
+    """For an `uncertain` verdict, the boxes that made it so (within the band of their class threshold), each with
+    that `threshold` and whether it is `below_threshold` (such a box is not in `defects`); None for other verdicts."""
+    if decision.verdict != "uncertain":
+        return None
+    boxes, limits = decision.uncertain, thresholds.for_detections(decision.uncertain)
+    return [box | {"threshold": round(float(limit), 4), "below_threshold": bool(score < limit)}
+            for box, score, limit in zip(boxes.to_json(), boxes.score, limits, strict=True)]
 
 
 def as_replay(payload: bytes) -> bytes:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from agent.learn.queue import LearningQueue
+from agent.pictures import PictureStore
 from agent.station.audit import AuditLog
 from agent.station.auth import LoginLimiter, PasswordChecker, SessionStore
 from agent.station.backend import StationBackend
@@ -25,25 +26,27 @@ from agent.station.live import LiveBoard
 from agent.station.pages import STATIC_DIR, pages
 from agent.station.routes_auth import public, signed_in, technician
 from agent.station.routes_live import live
+from agent.station.routes_pictures import pictures_api
 from agent.station.routes_review import review
 from agent.station.routes_runs import runs, runs_page
 
 log = structlog.get_logger("agent.station")
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 # every router of the app; only `public` may hold routes without require_login and check_csrf (tests hold it to that)
-ROUTERS = (public, signed_in, technician, live, review, runs, pages, runs_page)
+ROUTERS = (public, signed_in, technician, live, pictures_api, review, runs, pages, runs_page)
 
 
 def create_app(config: StationConfig, backend: StationBackend, board: LiveBoard, audit: AuditLog,
-               queue: LearningQueue | None = None) -> FastAPI:
+               queue: LearningQueue | None = None, pictures: PictureStore | None = None) -> FastAPI:
     """The station app; `app.state.station` holds its shared state (the server runner sets its `stopping`).
-    `queue` is the learning queue the review page works on (its API answers 503 without one)."""
+    `queue` is the learning queue the review page works on (its API answers 503 without one); `pictures` the
+    fail/uncertain pictures results link to (/api/pictures answers 404 without them)."""
     app = FastAPI(title="edge-inspect station", docs_url=None, redoc_url=None, openapi_url=None)
     accounts = config.accounts()
     app.state.station = StationContext(
         config=config, backend=backend, board=board, audit=audit, passwords=PasswordChecker(accounts),
         sessions=SessionStore(config.session_hours * 3600),
-        limiter=LoginLimiter(config.login_attempts, config.login_window_s), queue=queue,
+        limiter=LoginLimiter(config.login_attempts, config.login_window_s), queue=queue, pictures=pictures,
     )
     app.add_exception_handler(RequestValidationError, validation_failed)  # type: ignore[arg-type]
     app.add_middleware(Hardening)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,7 @@ from pydantic import (
 Role = Literal["viewer", "technician"]
 ROLES: tuple[Role, ...] = ("viewer", "technician")
 USERS_CREDENTIAL_FILE = "station.users"
+_ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})  # listening everywhere: others use this machine's name
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 HASH_HINT = ("create one with: python -c \"import argon2, getpass; "
              "print(argon2.PasswordHasher().hash(getpass.getpass()))\"")
@@ -90,6 +92,11 @@ class StationConfig(BaseModel):
     login_window_s: float = Field(default=300.0, gt=0, le=86400, description="Window of the login rate limit")
     recent_frames: int = Field(default=8, ge=0, le=100, description="fail/uncertain frames kept per camera for the "
                                "live page (raw frames are held until a browser asks for them)")
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="Base URL an HMI on another machine reaches the station at (e.g. https://box1.plant:8443), used "
+        "for results' image_url; null: derived from tls, host (this machine's name when host is 0.0.0.0 or ::) and "
+        "port")
     _file_users: list[StationUser] = PrivateAttr(default_factory=list)
 
     @field_validator("users")
@@ -116,6 +123,14 @@ class StationConfig(BaseModel):
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
+    def base_url(self, port: int) -> str:
+        """Where others reach the station (no trailing slash): `public_url`, else derived from the bound `port`."""
+        if self.public_url is not None:
+            return self.public_url.rstrip("/")
+        host = socket.getfqdn() if self.host in _ANY_ADDRESS else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def accounts(self) -> dict[str, StationUser]:
         """Every user who may log in, by name: the config's and the credential file's."""

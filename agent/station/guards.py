@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.learn.queue import LearningQueue
+from agent.pictures import PictureStore
 from agent.station.audit import AuditLog
 from agent.station.auth import LoginLimiter, PasswordChecker, Session, SessionStore
 from agent.station.backend import StationBackend
@@ -44,6 +45,7 @@ class StationContext:
     sessions: SessionStore
     limiter: LoginLimiter
     queue: LearningQueue | None = None  # the learning queue the review page works on (None: no review)
+    pictures: PictureStore | None = None  # the pictures behind results' image_url (None: none kept)
     stopping: threading.Event = field(default_factory=threading.Event)  # set by the server runner on stop()
 
 

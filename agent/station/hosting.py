@@ -14,6 +14,7 @@ import structlog
 from argon2 import PasswordHasher
 
 from agent.learn.queue import LearningQueue
+from agent.pictures import PictureStore
 from agent.statedir import StateDir
 from agent.station.app import create_app
 from agent.station.audit import AuditCallback, AuditLog
@@ -26,13 +27,15 @@ log = structlog.get_logger("agent.station")
 
 
 def start_station(config: StationConfig, state_dir: Path, backend: StationBackend, board: LiveBoard,
-                  queue: LearningQueue | None = None, on_audit: AuditCallback | None = None) -> StationServer | None:
-    """The running station server, or None when it is disabled or could not start (logged with the reason)."""
+                  queue: LearningQueue | None = None, on_audit: AuditCallback | None = None,
+                  pictures: PictureStore | None = None) -> StationServer | None:
+    """The running station server, or None when it is disabled or could not start (logged with the reason).
+    `pictures`: the fail/uncertain pictures results link to (None: /api/pictures answers 404)."""
     if not config.enabled:
         return None
     config = with_initial_admin(config, state_dir)
     audit = AuditLog.in_state_dir(state_dir, on_entry=on_audit)
-    server = StationServer(create_app(config, backend, board, audit, queue), config)
+    server = StationServer(create_app(config, backend, board, audit, queue, pictures), config)
     try:
         server.start()
     except (OSError, ValueError) as exc:  # e.g. the port is taken: inspection goes on without the station
