@@ -17,6 +17,7 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from agent.config import load_settings
 from agent.daemon import Daemon
@@ -24,7 +25,7 @@ from agent.detections import Detections
 from agent.publish.result import result_schema
 from tests.agent.station.conftest import PASSWORDS, user_entry
 from tests.fixtures.broker import Broker, Subscriber
-from tests.fixtures.daemon import BASE, daemon_config
+from tests.fixtures.daemon import BASE, assert_gap_free, daemon_config
 
 pytestmark = pytest.mark.slow
 
@@ -57,29 +58,33 @@ class ScriptedDetector:
 
 @pytest.fixture
 def running(request: pytest.FixtureRequest, tmp_path: Path, mosquitto: Broker
-            ) -> Iterator[tuple[Daemon, int, Subscriber]]:
+            ) -> Iterator[tuple[Daemon, int, Subscriber, list[dict[str, Any]]]]:
     """A daemon on one grey camera with a viewer account, running in a thread until the test ends, and an HMI's
-    result subscriber that was subscribed before it started; `(scripted frames, pictures.max_count)` come as the
-    fixture's parameter."""
-    scripted, max_count = request.param
+    result subscriber that was subscribed before it started; `(scripted frames, pictures.max_count, pictures folder
+    blocked)` come as the fixture's parameter."""
+    scripted, max_count, blocked = request.param
     (tmp_path / "model").mkdir()
     cv2.imwrite(str(tmp_path / "grey.png"), np.full((SIZE[1], SIZE[0], 3), GREY, np.uint8))
     config = daemon_config(tmp_path, tmp_path / "model", mosquitto,
                            cameras=[{"name": "cam0", "source": str(tmp_path / "grey.png"), "fps": 6}])
     config["station"]["users"] = [user_entry("view", "viewer")]
     config["pictures"] = {"max_count": max_count}
+    if blocked:  # a file where the pictures folder goes: every picture write fails, like a full disk
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "pictures").write_text("not a folder")
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     daemon = Daemon(load_settings(path), path, detector_factory=lambda _s, _c: ScriptedDetector(scripted))
     sub = subscribed(mosquitto)
     thread = threading.Thread(target=daemon.run, name="daemon-under-test")
-    thread.start()
-    try:
-        yield daemon, int(config["station"]["port"]), sub
-    finally:
-        daemon.stop()
-        thread.join(60)
-        sub.close()
+    with capture_logs() as logs:  # the daemon's whole life
+        thread.start()
+        try:
+            yield daemon, int(config["station"]["port"]), sub, logs
+        finally:
+            daemon.stop()
+            thread.join(60)
+            sub.close()
 
 
 def subscribed(mosquitto: Broker) -> Subscriber:
@@ -105,9 +110,9 @@ def wait_for_results(sub: Subscriber, want: int) -> list[dict[str, Any]]:
     return payloads[:want]
 
 
-@pytest.mark.parametrize("running", [(10**6, 1000)], indirect=True)
+@pytest.mark.parametrize("running", [(10**6, 1000, False)], indirect=True)
 def test_fail_and_uncertain_results_link_annotated_pictures_an_hmi_can_fetch(running) -> None:
-    _daemon, port, sub = running
+    _daemon, port, sub, _logs = running
     payloads = wait_for_results(sub, 9)
     for payload in payloads:
         jsonschema.validate(payload, result_schema())
@@ -142,9 +147,9 @@ def test_fail_and_uncertain_results_link_annotated_pictures_an_hmi_can_fetch(run
         assert np.abs(unsure_picture[y1 + 10:y2 - 2, x2].astype(int) - GREY).max() > 60, "below-threshold box not drawn"
 
 
-@pytest.mark.parametrize("running", [(9, 4)], indirect=True)
+@pytest.mark.parametrize("running", [(9, 4, False)], indirect=True)
 def test_retention_keeps_the_newest_pictures_and_evicted_ones_answer_404_naming_them(running) -> None:
-    daemon, port, sub = running
+    daemon, port, sub, _logs = running
     payloads = wait_for_results(sub, 12)  # 9 scripted frames: 6 pictures, then passes only
     urls = [p["image_url"] for p in payloads if "image_url" in p]
     assert len(urls) == 6
@@ -158,3 +163,17 @@ def test_retention_keeps_the_newest_pictures_and_evicted_ones_answer_404_naming_
             ident = url.rsplit("/", 1)[1].removesuffix(".jpg")
             assert gone.status_code == 404 and ident in gone.json()["detail"]
         assert all(hmi.get(url).status_code == 200 for url in urls[2:])
+
+
+@pytest.mark.parametrize("running", [(10**6, 1000, True)], indirect=True)
+def test_a_disk_that_refuses_pictures_never_stops_results_which_go_out_without_image_url(running) -> None:
+    daemon, _port, sub, logs = running
+    payloads = wait_for_results(sub, 9)
+    assert_gap_free([p["seq"] for p in payloads], "pictures refused")
+    assert {p["verdict"] for p in payloads} == {"pass", "fail", "uncertain"}
+    assert not any("image_url" in p for p in payloads)
+    assert all(p["uncertain_boxes"] for p in payloads if p["verdict"] == "uncertain")  # the rest is complete
+    store = daemon.pictures.store
+    assert store is not None and store.failed >= 6
+    refusals = [e for e in logs if e["event"].startswith("picture not stored")]
+    assert len(refusals) == 1 and refusals[0]["log_level"] == "error"  # once per outage, not once per result
