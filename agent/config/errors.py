@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-SECRET_KEYS = frozenset({"password", "hmac_key", "password_hash"})
+SECRET_KEYS = frozenset({"password", "hmac_key", "password_hash", "token_hash"})
 SECRET_MASK = "**********"
 
 

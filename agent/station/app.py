@@ -22,6 +22,7 @@ from agent.station.auth import LoginLimiter, PasswordChecker, SessionStore
 from agent.station.backend import StationBackend
 from agent.station.config import StationConfig
 from agent.station.guards import Hardening, StationContext, field_errors
+from agent.station.hmi_tokens import HmiTokens
 from agent.station.live import LiveBoard
 from agent.station.pages import STATIC_DIR, pages
 from agent.station.routes_auth import public, signed_in, technician
@@ -32,7 +33,8 @@ from agent.station.routes_runs import runs, runs_page
 
 log = structlog.get_logger("agent.station")
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
-# every router of the app; only `public` may hold routes without require_login and check_csrf (tests hold it to that)
+# every router of the app; only `public` may hold routes without require_login and check_csrf (tests hold it to that),
+# except `pictures_api`: one GET that also takes an HMI's read-only bearer token (routes_pictures.py:picture_reader)
 ROUTERS = (public, signed_in, technician, live, pictures_api, review, runs, pages, runs_page)
 
 
@@ -47,6 +49,7 @@ def create_app(config: StationConfig, backend: StationBackend, board: LiveBoard,
         config=config, backend=backend, board=board, audit=audit, passwords=PasswordChecker(accounts),
         sessions=SessionStore(config.session_hours * 3600),
         limiter=LoginLimiter(config.login_attempts, config.login_window_s), queue=queue, pictures=pictures,
+        hmi_tokens=HmiTokens(config.hmi_tokens),
     )
     app.add_exception_handler(RequestValidationError, validation_failed)  # type: ignore[arg-type]
     app.add_middleware(Hardening)

@@ -26,10 +26,13 @@ from pydantic import (
     model_validator,
 )
 
+from agent.station.hmi_tokens import TOKEN_HINT
+
 Role = Literal["viewer", "technician"]
 ROLES: tuple[Role, ...] = ("viewer", "technician")
 USERS_CREDENTIAL_FILE = "station.users"
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})  # listening everywhere: others use this machine's name
+_TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 HASH_HINT = ("create one with: python -c \"import argon2, getpass; "
              "print(argon2.PasswordHasher().hash(getpass.getpass()))\"")
@@ -69,6 +72,26 @@ class StationUser(BaseModel):
         return value
 
 
+class HmiToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Which HMI holds the token (1-64 letters, digits, '_', '.', '@', '-')")
+    token_hash: SecretStr = Field(description="sha256:<64 hex> of the token, never the token itself")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        return check_user_name(name)
+
+    @field_validator("token_hash")
+    @classmethod
+    def _sha256_only(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if not _TOKEN_HASH.match(value.get_secret_value()):  # never echo the value: it may be the token itself
+            raise ValueError(f"HMI token {info.data.get('name', '?')!r}: token_hash is not sha256:<64 hex>; "
+                             f"{TOKEN_HINT}")
+        return value
+
+
 class StationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -97,6 +120,9 @@ class StationConfig(BaseModel):
         description="Base URL an HMI on another machine reaches the station at (e.g. https://box1.plant:8443), used "
         "for results' image_url; null: derived from tls, host (this machine's name when host is 0.0.0.0 or ::) and "
         "port")
+    hmi_tokens: list[HmiToken] = Field(
+        default=[], description="Read-only bearer tokens (name, token_hash) for HMIs that fetch result pictures "
+        "(GET /api/pictures/...) without a login; nothing else accepts them")
     _file_users: list[StationUser] = PrivateAttr(default_factory=list)
 
     @field_validator("users")
@@ -107,6 +133,15 @@ class StationConfig(BaseModel):
         if dupes:
             raise ValueError(f"duplicate user names {dupes}")
         return users
+
+    @field_validator("hmi_tokens")
+    @classmethod
+    def _unique_tokens(cls, tokens: list[HmiToken]) -> list[HmiToken]:
+        names = [t.name for t in tokens]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate HMI token names {dupes}")
+        return tokens
 
     @model_validator(mode="after")
     def _tls_pair_and_credential_users(self) -> StationConfig:

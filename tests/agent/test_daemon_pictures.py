@@ -23,6 +23,7 @@ from agent.config import load_settings
 from agent.daemon import Daemon
 from agent.detections import Detections
 from agent.publish.result import result_schema
+from agent.station.hmi_tokens import new_token
 from tests.agent.station.conftest import PASSWORDS, user_entry
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.daemon import BASE, assert_gap_free, daemon_config
@@ -34,6 +35,7 @@ GREY = 128  # the camera's only frame: uniform grey, so anything else in a pictu
 SIZE = (160, 120)  # width, height
 FAIL_BOX = (20.0, 20.0, 70.0, 70.0)  # "hole" 0.9: a confident defect
 UNSURE_BOX = (90.0, 30.0, 140.0, 90.0)  # "scratch" 0.45: under its 0.5 threshold, inside the 0.1 band
+TOKEN, TOKEN_HASH = new_token()  # an HMI's read-only token
 
 
 class ScriptedDetector:
@@ -68,6 +70,7 @@ def running(request: pytest.FixtureRequest, tmp_path: Path, mosquitto: Broker
     config = daemon_config(tmp_path, tmp_path / "model", mosquitto,
                            cameras=[{"name": "cam0", "source": str(tmp_path / "grey.png"), "fps": 6}])
     config["station"]["users"] = [user_entry("view", "viewer")]
+    config["station"]["hmi_tokens"] = [{"name": "hmi-1", "token_hash": TOKEN_HASH}]
     config["pictures"] = {"max_count": max_count}
     if blocked:  # a file where the pictures folder goes: every picture write fails, like a full disk
         (tmp_path / "state").mkdir()
@@ -142,6 +145,9 @@ def test_fail_and_uncertain_results_link_annotated_pictures_an_hmi_can_fetch(run
         assert np.abs(edge.astype(int) - GREY).max() > 60, "no box drawn where the defect is"
         untouched = picture[100:115, 5:15]  # far from both boxes
         assert np.abs(untouched.astype(int) - GREY).max() < 10
+        with httpx.Client(timeout=10) as tokened:  # an HMI without a login, with its token
+            by_token = tokened.get(fail["image_url"], headers={"Authorization": f"Bearer {TOKEN}"})
+            assert by_token.status_code == 200 and by_token.content == answer.content
         unsure_picture = cv2.imdecode(np.frombuffer(hmi.get(unsure["image_url"]).content, np.uint8), cv2.IMREAD_COLOR)
         x1, y1, x2, y2 = (int(v) for v in UNSURE_BOX)
         assert np.abs(unsure_picture[y1 + 10:y2 - 2, x2].astype(int) - GREY).max() > 60, "below-threshold box not drawn"
