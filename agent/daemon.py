@@ -91,6 +91,7 @@ class Daemon:
         self._swap_lock = threading.Lock()
         self.inference_beat = self.watchdog.register("inference", max_age_s=LOOP_MAX_AGE_S)
         self.board = LiveBoard(recent=settings.station.recent_frames)  # what the station's live page shows
+        self.pictures = keeper_from_settings(settings.pictures, settings.state_dir, settings.station.enabled)
         self.station: StationServer | None = None
         self.results: Stage[list[Inspected]] = Stage(
             "results", self.finish_batch, RESULTS_PENDING, self.watchdog.register("results", LOOP_MAX_AGE_S))
@@ -104,7 +105,6 @@ class Daemon:
         self.thresholds = thresholds_for(self.settings, self.choice)
         self.outbox = open_outbox(state.outbox, self.settings.outbox)
         self.queue = LearningQueue(state.queue, self.settings.queue)
-        self.pictures = keeper_from_settings(self.settings.pictures, state.pictures, self.settings.station.enabled)
         self.publisher = MqttPublisher(self.settings, self.outbox, self.detector.version,
                                        on_command=self._submit_command)
         self.handshake = Handshake(self.workers, self.publisher)  # trigger replies, parts in flight, result_ready

@@ -27,6 +27,7 @@ import structlog
 from agent.annotate import draw_detections
 from agent.decide import Decision
 from agent.detections import Detections
+from agent.statedir import StateDir
 
 log = structlog.get_logger("agent.pictures")
 
@@ -97,7 +98,7 @@ class PictureStore:
         try:
             data = encode_jpeg(draw_detections(image, boxes), self.config.jpeg_quality)
             write_atomically(self.path(ident), data)
-        except OSError as exc:
+        except Exception as exc:  # a full disk, or any drawing/encoding failure: it must never cost the result
             self._refused(exc)
             return None
         if self._failing:
@@ -129,7 +130,7 @@ class PictureStore:
             total -= size
             self.evicted += 1
 
-    def _refused(self, exc: OSError) -> None:
+    def _refused(self, exc: Exception) -> None:
         self.failed += 1
         if not self._failing:
             self._failing = True
@@ -172,6 +173,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def keeper_from_settings(config: PictureLimits, directory: Path, station_enabled: bool) -> PictureKeeper:
-    """Pictures only where a station can serve them: with the station disabled nothing is stored."""
-    return PictureKeeper(PictureStore(directory, config) if config.enabled and station_enabled else None)
+def keeper_from_settings(config: PictureLimits, state_dir: Path, station_enabled: bool) -> PictureKeeper:
+    """Pictures (in `state_dir`'s pictures folder) only where a station can serve them: none with it disabled."""
+    store = PictureStore(StateDir(state_dir).pictures, config) if config.enabled and station_enabled else None
+    return PictureKeeper(store)

@@ -77,10 +77,10 @@ def running(request: pytest.FixtureRequest, tmp_path: Path, mosquitto: Broker
         (tmp_path / "state" / "pictures").write_text("not a folder")
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    daemon = Daemon(load_settings(path), path, detector_factory=lambda _s, _c: ScriptedDetector(scripted))
     sub = subscribed(mosquitto)
-    thread = threading.Thread(target=daemon.run, name="daemon-under-test")
     with capture_logs() as logs:  # the daemon's whole life
+        daemon = Daemon(load_settings(path), path, detector_factory=lambda _s, _c: ScriptedDetector(scripted))
+        thread = threading.Thread(target=daemon.run, name="daemon-under-test")
         thread.start()
         try:
             yield daemon, int(config["station"]["port"]), sub, logs

@@ -128,3 +128,13 @@ def test_the_keeper_links_pictures_only_once_a_station_serves_them(tmp_path: Pat
     assert keeper_from_settings(Limits(), tmp_path / "off", station_enabled=False).store is None
     assert keeper_from_settings(Limits(enabled=False), tmp_path / "off", station_enabled=True).store is None
     assert not (tmp_path / "off").exists()
+    on = keeper_from_settings(Limits(), tmp_path / "state", station_enabled=True).store
+    assert on is not None and on.directory == tmp_path / "state" / "pictures" and on.directory.is_dir()
+
+
+def test_a_frame_that_cannot_be_encoded_costs_only_its_picture(tmp_path: Path) -> None:
+    store = PictureStore(tmp_path / "pictures", Limits())
+    with capture_logs() as logs:
+        assert store.save(np.zeros((0, 0, 3), np.uint8), boxes()) is None  # cv2.error, not an OSError
+    assert store.failed == 1 and [e["log_level"] for e in logs] == ["error"]
+    assert store.save(frame(0), boxes(0.9)) is not None
