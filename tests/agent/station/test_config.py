@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,16 @@ def test_a_user_in_both_places_is_an_error(tmp_path: Path, monkeypatch: pytest.M
     write_credentials(tmp_path, monkeypatch, f"tech:viewer:{FAST_HASHER.hash('pw')}\n")
     with pytest.raises(ValidationError, match=r"users \['tech'\] are defined both in station.users and in"):
         StationConfig.model_validate({"users": [user_entry("tech", "technician")]})
+
+
+def test_the_base_url_of_image_urls_is_public_url_or_derived_from_the_listening_address(tmp_path: Path) -> None:
+    assert StationConfig(public_url="https://box1.plant:8443/").base_url(8080) == "https://box1.plant:8443"
+    assert StationConfig().base_url(8080) == "http://127.0.0.1:8080"
+    assert StationConfig(host="0.0.0.0").base_url(8081) == f"http://{socket.getfqdn()}:8081"
+    assert StationConfig(host="fd00::5").base_url(8080) == "http://[fd00::5]:8080"
+    (tmp_path / "c.pem").write_text("x")
+    tls = StationConfig(tls_cert_file=tmp_path / "c.pem", tls_key_file=tmp_path / "c.pem")
+    assert tls.base_url(8443) == "https://127.0.0.1:8443"
+    for bad in ("box1.plant:8443", "ftp://box1", "https://box1/?q=1"):
+        with pytest.raises(ValidationError):
+            StationConfig(public_url=bad)
