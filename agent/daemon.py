@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +30,15 @@ from agent.control.commands import (
     authenticator_from_settings,
 )
 from agent.control.replay import replay_results
-from agent.decide import Decision, Thresholds, decide
-from agent.detections import Detections
+from agent.decide import Thresholds, decide
 from agent.detector.base import Detector, DetectorError, FrameError
 from agent.handshake import Handshake
 from agent.health.metrics import Metrics
 from agent.health.notify import Notifier, Watchdog
+from agent.inspected import Inspected
 from agent.learn.queue import LearningQueue
 from agent.model_choice import DetectorFactory, ModelChoice, choose_model, detector_from_settings, thresholds_for
+from agent.opcua.hosting import DaemonParts, OpcUaHost, start_opcua
 from agent.pictures import keeper_from_settings
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import OutboxError, OutboxFull, open_outbox
@@ -61,18 +61,6 @@ LOOP_MAX_AGE_S = 30.0  # a loop that has not gone round for this long is reporte
 RESULTS_PENDING = 2  # inspected batches waiting for the results stage before inference waits for it
 
 
-@dataclass(frozen=True)
-class Inspected:
-    """One frame after the detector and the decision."""
-
-    frame: Frame
-    detections: Detections  # every box the detector returned (the learning queue wants the unsure ones too)
-    decision: Decision
-    latency_ms: float
-    model: str  # version of the detector that produced it (a reload may swap the detector meanwhile)
-    thresholds: Thresholds  # the thresholds the decision used
-
-
 class Daemon:
     """Owns every long-lived part; `run()` blocks until SIGTERM/SIGINT (or `stop()`), then drains and returns."""
 
@@ -93,6 +81,7 @@ class Daemon:
         self.board = LiveBoard(recent=settings.station.recent_frames)  # what the station's live page shows
         self.pictures = keeper_from_settings(settings.pictures, settings.state_dir, settings.station.enabled)
         self.station: StationServer | None = None
+        self.opcua: OpcUaHost | None = None  # the OPC UA server, when enabled
         self.results: Stage[list[Inspected]] = Stage(
             "results", self.finish_batch, RESULTS_PENDING, self.watchdog.register("results", LOOP_MAX_AGE_S))
 
@@ -113,12 +102,19 @@ class Daemon:
         self.publisher.start()
         self.results.start()
         self.router.start()
+        self.opcua = start_opcua(self._opcua_parts())
         self._start_cameras()
         self._start_health()
         self._start_station()
         log.info("daemon ready", model=self.detector.version, model_source=self.choice.source,
                  cameras=list(self.workers), state_dir=str(state.root))
         self.notifier.ready(status=f"inspecting with {self.detector.version}")
+
+    def _opcua_parts(self) -> DaemonParts:
+        s = self.settings
+        return DaemonParts(s.opcua, s.device_id, {c.name: c.mode for c in s.cameras}, s.state_dir,
+                           lambda: self.settings.model.adapter, self.handshake, self.reload_model,
+                           self.detector.version)
 
     def _build_router(self) -> CommandRouter:
         c = self.settings.commands
@@ -215,7 +211,9 @@ class Daemon:
 
     def finish_batch(self, items: list[Inspected]) -> None:
         """The results stage: store and publish the batch's results, offer its frames for learning, update gauges."""
-        self.publish_results(items, [self.pictures.keep(i.decision, i.frame.image) for i in items])
+        seqs = self.publish_results(items, [self.pictures.keep(i.decision, i.frame.image) for i in items])
+        if self.opcua is not None:
+            self.opcua.results(items, seqs)
         for item in items:
             self.sample_for_learning(item)
             self.show_live(item)
@@ -392,6 +390,8 @@ class Daemon:
         while self.step():
             pass
         self.results.close()
+        if self.opcua is not None:  # after the last results, so the line sees them
+            self.opcua.stop()
         self.watchdog.stop()
         self.router.stop()
         self.publisher.stop()

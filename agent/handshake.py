@@ -13,7 +13,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -48,6 +48,7 @@ class Handshake:
         self.publisher = publisher
         self._stored: dict[int, _Stored] = {}  # outbox seq -> part
         self._record = threading.Lock()  # a PUBACK must not overtake the record of its part's seq
+        self.state_listeners: list[Callable[[HandshakeState], None]] = []  # besides MQTT: the OPC UA server
 
     # ----- commands thread -----------------------------------------------------------------------------------------
     def trigger(self, cmd: TriggerCommand) -> dict[str, Any]:
@@ -69,6 +70,8 @@ class Handshake:
         """The camera's retained handshake state (called by its TriggerQueue after every change)."""
         fields = asdict(state)
         self.publisher.publish_handshake(fields.pop("camera"), **fields)
+        for listener in self.state_listeners:
+            listener(state)
 
     # ----- results thread ------------------------------------------------------------------------------------------
     @contextlib.contextmanager

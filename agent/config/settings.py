@@ -23,6 +23,7 @@ from agent.config.sections import (
     topic_level,
 )
 from agent.config.sources import ENV_PREFIX, CredentialsSource, YamlSource, yaml_document
+from agent.opcua.config import OpcUaConfig
 from agent.station.config import StationConfig
 
 
@@ -50,6 +51,8 @@ class Settings(BaseSettings):
     station: StationConfig = Field(
         default_factory=StationConfig, description="The technician's station: live view, review, recalibration (HTTP)"
     )
+    opcua: OpcUaConfig = Field(default_factory=OpcUaConfig, description="OPC UA server for PLCs and SCADA "
+                               "(OPC 40100 Machine Vision, reduced; docs/opcua.md)")
 
     @field_validator("device_id")
     @classmethod
