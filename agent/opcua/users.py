@@ -22,11 +22,17 @@ class LineUsers:
 
     def __init__(self, config: OpcUaConfig, certificates: dict[bytes, str]) -> None:
         self._allow_anonymous = config.allow_anonymous
+        self._plain_allowed = "None" in config.security_policies
         self._passwords = PasswordChecker(config.accounts())  # type: ignore[arg-type]  # name + password_hash
         self._certificates = certificates  # DER -> user name
 
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> User | None:
+        # asyncua lets any client open an unsecured channel (for discovery) and, unless refused here, a session on it
+        # even when no None endpoint is offered; without a client certificate the channel is such a one
+        if not certificate and not self._plain_allowed:  # asyncua passes b"" for an unsecured channel
+            log.warning("opcua login refused: unsecured channel, and security policy None is not enabled")
+            return None
         if username is not None:
             return self._password_user(username, password or "")
         # asyncua passes the X.509 token's certificate, or else the secure channel's client certificate (also for
