@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -50,6 +51,7 @@ class OpcUaServer:
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Build the address space and listen, on the server's own thread; raises when that fails."""
+        logging.getLogger("asyncua").setLevel(logging.WARNING)  # its INFO logs every request: a line per read
         started: Future[None] = Future()
         self._thread = threading.Thread(target=self._serve, args=(started,), name="opcua", daemon=True)
         self._thread.start()

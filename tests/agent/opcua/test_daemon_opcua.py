@@ -113,5 +113,8 @@ def test_a_plc_triggers_over_opc_ua_and_reads_the_result(tmp_path: Path, tiny_mo
     assert seen["last"] == {"ResultId": str(result["seq"]), "PartId": "P-OPC-1", "Verdict": result["verdict"]}
     assert (event.ResultId, event.Verdict, event.CameraName) == (str(result["seq"]), result["verdict"], "gate")
     assert sum(seen["after"]) - sum(seen["before"]) == 1, (seen["before"], seen["after"])
+    log = daemon.log.read_text()
+    assert PASSWORD not in log
+    assert not [r for r in daemon.log_records() if r.get("logger", "").startswith("asyncua") and r["level"] == "info"]
     counters = handshake[-1]["counters"]
     assert counters["accepted"] == 1 and handshake[-1]["last_part_id"] == "P-OPC-1", counters  # MQTT's handshake
