@@ -239,3 +239,21 @@ def test_anonymous_access_works_only_when_allowed(line: FakeLine) -> None:
         assert asyncio.run(read_state()) == "Operational"
     finally:
         server.stop()
+
+
+def test_select_job_serves_the_job_and_shows_it(server: OpcUaServer) -> None:
+    async def select() -> tuple[Any, Any, ua.CallMethodResult]:
+        async with client_of(server) as client:
+            vision = await node(client, "VisionSystem")
+            method = await node(client, "VisionSystem.SelectJob")
+            served = await vision.call_method(method, ua.Variant("v0002"))
+            job = await read(client, "VisionSystem.Job")
+            request = ua.CallMethodRequest()
+            request.ObjectId, request.MethodId = vision.nodeid, method.nodeid
+            request.InputArguments = [ua.Variant("", ua.VariantType.String)]
+            (empty,) = await client.uaclient.call([request])
+            return served, job, empty
+
+    served, job, empty = asyncio.run(select())
+    assert served == "tiny+v0002" and job == "tiny+v0002"
+    assert empty.StatusCode.name == "BadInvalidArgument" and "non-empty" in empty.OutputArguments[-1].Value
