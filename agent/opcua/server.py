@@ -126,7 +126,7 @@ class OpcUaServer:
                 elif kind == "result":
                     await apply_result(self._space, value)
                 else:
-                    await self._space.job.write_value(ua.Variant(value, ua.VariantType.String))
+                    await self._show_job(value)
             except Exception:  # one bad update (a camera renamed by a reload...) must not end the server
                 log.exception("opcua update failed", kind=kind)
 
@@ -195,9 +195,14 @@ class OpcUaServer:
             served = await loop.run_in_executor(None, methods.select_job, self._switch_job, args)
         except methods.MethodProblem as problem:
             return _bad_call(problem, len(variants), [])
-        assert self._space is not None
-        await self._space.job.write_value(ua.Variant(served, ua.VariantType.String))
+        await self._show_job(served)
         return [ua.Variant(served, ua.VariantType.String)]
+
+    async def _show_job(self, job: str) -> None:
+        """The served model, and the store's versions again (a recalibration may have added one)."""
+        assert self._space is not None
+        await self._space.job.write_value(ua.Variant(job, ua.VariantType.String))
+        await self._space.jobs.write_value(ua.Variant(self._jobs(), ua.VariantType.String))
 
 
 def _argument(name: str, description: str, vtype: ua.VariantType = ua.VariantType.String) -> ua.Argument:
