@@ -43,6 +43,7 @@ class OpcUaServer:
         self._updates: asyncio.Queue[Update | None] | None = None
         self._thread: threading.Thread | None = None
         self._space: Space | None = None
+        self._stopping: asyncio.Future[None] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -90,6 +91,9 @@ class OpcUaServer:
         try:
             self._updates.put_nowait(update)
         except asyncio.QueueFull:
+            if update is None:  # stop() must get through even behind a full queue
+                self._stopping = asyncio.ensure_future(self._updates.put(None))
+                return
             self.dropped_updates += 1
             if self.dropped_updates in (1, 100) or self.dropped_updates % 10_000 == 0:
                 log.warning("opcua updates dropped: the server's loop is behind", dropped=self.dropped_updates)
@@ -98,6 +102,7 @@ class OpcUaServer:
     def _serve(self, started: Future[None]) -> None:
         lower_this_threads_priority(NICE)  # clients of the line's HMI must never take CPU from the detector
         loop = asyncio.new_event_loop()
+        self._updates = asyncio.Queue(MAX_PENDING_UPDATES)  # before the loop is visible to the hand-over
         self._loop = loop
         try:
             loop.run_until_complete(self._main(started))
@@ -109,7 +114,6 @@ class OpcUaServer:
             loop.close()
 
     async def _main(self, started: Future[None]) -> None:
-        self._updates = asyncio.Queue(MAX_PENDING_UPDATES)
         server = await self._create_server()
         async with server:
             started.set_result(None)
