@@ -132,3 +132,26 @@ def test_a_known_client_certificate_logs_in_and_an_unknown_one_is_refused(server
     assert asyncio.run(login("plc")) == "Operational"
     with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):
         asyncio.run(login("other"))
+
+
+def test_the_sign_only_policy_takes_a_password_encrypted_by_the_policy(pki: dict[str, Path]) -> None:
+    config = OpcUaConfig.model_validate({
+        "enabled": True, "port": free_port(), "security_policies": ["Basic256Sha256_Sign"],
+        "certificate_file": str(pki["server_cert"]), "private_key_file": str(pki["server_key"]),
+        "users": [{"name": "scada", "password_hash": PasswordHasher().hash(PASSWORD)}]})
+    server = OpcUaServer(config, "line1", {"gate": "trigger"}, lambda cmd: {}, lambda job: job, lambda: [])
+    server.start()
+    try:
+        async def login(password: str) -> Any:
+            client = Client(server.endpoint, timeout=10)
+            await client.set_security(SecurityPolicyBasic256Sha256, str(pki["other_cert"]), str(pki["other_key"]),
+                                      server_certificate=str(pki["server_cert"]), mode=ua.MessageSecurityMode.Sign)
+            client.set_user("scada")
+            client.set_password(password)
+            return await system_state(client)
+
+        assert asyncio.run(login(PASSWORD)) == "Operational"
+        with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):
+            asyncio.run(login("wrong"))
+    finally:
+        server.stop()
