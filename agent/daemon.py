@@ -42,7 +42,6 @@ from agent.opcua.hosting import DaemonParts, OpcUaHost, start_opcua
 from agent.pictures import keeper_from_settings
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import OutboxError, OutboxFull, open_outbox
-from agent.publish.result import build_result, uncertain_boxes
 from agent.reload import ReloadPlan, Scope, plan_reload
 from agent.runs import write_recalibration_request
 from agent.stage import Stage
@@ -254,7 +253,7 @@ class Daemon:
     def publish_results(self, items: list[Inspected], urls: list[str | None]) -> list[int | None]:
         """Store the batch's results (`urls`: their pictures) in the outbox in one transaction, then MQTT delivers them;
         returns each one's seq, None for a result that could not be stored (logged; the outbox alarm tells the line)."""
-        entries = [(self.publisher.topics.result(item.frame.camera), self._result_payload(item, url))
+        entries = [(self.publisher.topics.result(item.frame.camera), item.result_payload(self.settings.device_id, url))
                    for item, url in zip(items, urls, strict=True)]
         with self.handshake.recording():
             stored = self.outbox.append_many(entries)
@@ -274,19 +273,6 @@ class Daemon:
         if any(seq is not None for seq in seqs):
             self.publisher.wake()
         return seqs
-
-    def _result_payload(self, item: Inspected, image_url: str | None) -> Callable[[int, str], dict[str, Any]]:
-        f = item.frame
-
-        def payload(seq: int, msg_id: str) -> dict[str, Any]:
-            return build_result(
-                seq=seq, msg_id=msg_id, device=self.settings.device_id, camera=f.camera, frame_id=f.frame_id,
-                part_id=f.part_id, captured_at=f.captured_at, model=item.model,
-                verdict=item.decision.verdict, detections=item.decision.defects, latency_ms=item.latency_ms,
-                image_url=image_url, uncertain_boxes=uncertain_boxes(item.decision, item.thresholds),
-            )
-
-        return payload
 
     def sample_for_learning(self, item: Inspected) -> None:
         limits = item.thresholds.for_classes(item.detections.class_names)

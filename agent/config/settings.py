@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.config.errors import ConfigError, format_validation_errors
+from agent.config.opcua import OpcUaConfig
 from agent.config.sections import (
     BatchConfig,
     CameraConfig,
@@ -23,7 +24,6 @@ from agent.config.sections import (
     topic_level,
 )
 from agent.config.sources import ENV_PREFIX, CredentialsSource, YamlSource, yaml_document
-from agent.opcua.config import OpcUaConfig
 from agent.station.config import StationConfig
 
 

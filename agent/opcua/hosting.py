@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from agent.config.opcua import OpcUaConfig
 from agent.handshake import Handshake
 from agent.inspected import Inspected
-from agent.opcua.config import OpcUaConfig
 from agent.station.promotion import SwitchError, switch
 from agent.store.files import StoreError
 from agent.store.model_store import ModelStore

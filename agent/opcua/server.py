@@ -19,8 +19,8 @@ import structlog
 from asyncua import Server, ua
 
 from agent.capture.triggers import HandshakeState
+from agent.config.opcua import OpcUaConfig
 from agent.opcua import methods
-from agent.opcua.config import OpcUaConfig
 from agent.opcua.space import ResultView, Space, apply_result, apply_state, build_space
 from agent.opcua.users import LineUsers, certificate_users
 from agent.station.server import NICE, lower_this_threads_priority

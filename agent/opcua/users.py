@@ -10,7 +10,7 @@ import structlog
 from asyncua.crypto import uacrypto
 from asyncua.crypto.permission_rules import User, UserRole
 
-from agent.opcua.config import OpcUaConfig
+from agent.config.opcua import OpcUaConfig
 from agent.station.auth import PasswordChecker
 
 log = structlog.get_logger("agent.opcua")

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
+from agent.config.opcua import OpcUaConfig
 from agent.handshake import Handshake
-from agent.opcua.config import OpcUaConfig
 from agent.opcua.hosting import DaemonParts, job_switch, start_opcua
 from tests.agent.store.helpers import add, new_store
 

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from agent.opcua.config import OpcUaConfig
+from agent.config.opcua import OpcUaConfig
 from agent.opcua.server import OpcUaServer
 from tests.fixtures.broker import free_port
 

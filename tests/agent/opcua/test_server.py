@@ -15,8 +15,8 @@ from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 
 from agent.capture.triggers import HandshakeState
+from agent.config.opcua import OpcUaConfig
 from agent.control.commands import CommandError, TriggerCommand
-from agent.opcua.config import OpcUaConfig
 from agent.opcua.server import OpcUaServer
 from agent.opcua.space import ResultView
 from tests.fixtures.broker import free_port

@@ -10,7 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 from pydantic import ValidationError
 
-from agent.opcua.config import OpcUaConfig
+from agent.config.opcua import OpcUaConfig
 
 HASH = PasswordHasher().hash("pw")
 USER = {"name": "plc", "password_hash": HASH}
