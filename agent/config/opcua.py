@@ -17,13 +17,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    SecretStr,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
-from agent.station.config import check_argon2_hash, check_user_name
+from agent.station.config import Argon2Hash, UserName
 
 Policy = Literal["None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"]
 USERS_CREDENTIAL_FILE = "opcua.users"
@@ -33,31 +30,15 @@ INSTALL_HINT = "install it with: pip install 'edge-inspect[opcua]' (or: pip inst
 class OpcUaUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Login name (1-64 letters, digits, '_', '.', '@', '-')")
-    password_hash: SecretStr = Field(description="argon2 hash of the password ($argon2id$...), never the password")
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, name: str) -> str:
-        return check_user_name(name)
-
-    @field_validator("password_hash")
-    @classmethod
-    def _argon2_only(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        check_argon2_hash(info.data.get("name", "?"), value.get_secret_value())
-        return value
+    name: UserName = Field(description="Login name (1-64 letters, digits, '_', '.', '@', '-')")
+    password_hash: Argon2Hash = Field(description="argon2 hash of the password ($argon2id$...), never the password")
 
 
 class CertificateUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Name the client is known by once its certificate is accepted")
+    name: UserName = Field(description="Name the client is known by once its certificate is accepted")
     certificate_file: Path = Field(description="The client's X.509 certificate (PEM or DER)")
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, name: str) -> str:
-        return check_user_name(name)
 
 
 class OpcUaConfig(BaseModel):

@@ -100,7 +100,6 @@ class OpcUaServer:
 
     # ----- the server's thread --------------------------------------------------------------------------------------
     def _serve(self, started: Future[None]) -> None:
-        lower_this_threads_priority(NICE)  # clients of the line's HMI must never take CPU from the detector
         loop = asyncio.new_event_loop()
         self._updates = asyncio.Queue(MAX_PENDING_UPDATES)  # before the loop is visible to the hand-over
         self._loop = loop
@@ -116,6 +115,9 @@ class OpcUaServer:
     async def _main(self, started: Future[None]) -> None:
         server = await self._create_server()
         async with server:
+            # Built and listening at normal priority (start-up waits for it, and a starved nice-19 thread on a busy box
+            # took over a minute); serving clients then yields the CPU to the detector.
+            lower_this_threads_priority(NICE)
             started.set_result(None)
             await self._apply_updates()
             await self._space_state("Halted")

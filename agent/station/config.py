@@ -11,11 +11,12 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from argon2 import extract_parameters
 from argon2.exceptions import InvalidHashError
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -53,35 +54,29 @@ def check_argon2_hash(user: str, password_hash: str) -> None:
         raise ValueError(f"user {user!r}: password_hash is not an argon2 hash ($argon2id$...); {HASH_HINT}") from None
 
 
+def _argon2_of_this_user(value: SecretStr, info: ValidationInfo) -> SecretStr:
+    check_argon2_hash(info.data.get("name", "?"), value.get_secret_value())  # `name` is declared first
+    return value
+
+
+# The field types every login list shares (station users, OPC UA users, HMI tokens, certificate users).
+UserName = Annotated[str, AfterValidator(check_user_name)]
+Argon2Hash = Annotated[SecretStr, AfterValidator(_argon2_of_this_user)]
+
+
 class StationUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Login name (1-64 letters, digits, '_', '.', '@', '-')")
+    name: UserName = Field(description="Login name (1-64 letters, digits, '_', '.', '@', '-')")
     role: Role = Field(default="viewer", description="viewer: live view only; technician: everything")
-    password_hash: SecretStr = Field(description="argon2 hash of the password ($argon2id$...), never the password")
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, name: str) -> str:
-        return check_user_name(name)
-
-    @field_validator("password_hash")
-    @classmethod
-    def _argon2_only(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        check_argon2_hash(info.data.get("name", "?"), value.get_secret_value())
-        return value
+    password_hash: Argon2Hash = Field(description="argon2 hash of the password ($argon2id$...), never the password")
 
 
 class HmiToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Which HMI holds the token (1-64 letters, digits, '_', '.', '@', '-')")
+    name: UserName = Field(description="Which HMI holds the token (1-64 letters, digits, '_', '.', '@', '-')")
     token_hash: SecretStr = Field(description="sha256:<64 hex> of the token, never the token itself")
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, name: str) -> str:
-        return check_user_name(name)
 
     @field_validator("token_hash")
     @classmethod
