@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import threading
 from datetime import datetime, timezone
 
@@ -187,7 +188,8 @@ def test_no_recent_frames_when_disabled() -> None:
 
 
 def test_concurrent_updates_and_viewers() -> None:
-    board = LiveBoard(max_show_hz=1000)
+    ticks = itertools.count()  # a clock that moves a second per look: every update is shown, whatever the load
+    board = LiveBoard(max_show_hz=1000, clock=lambda: float(next(ticks)))
     stop = threading.Event()
     errors: list[BaseException] = []
 
