@@ -21,6 +21,7 @@ import yaml
 
 from agent.capture.synthetic import SyntheticFrame, SyntheticGenerator
 from agent.detections import Detections
+from finetune.data.synth import write_frames
 
 # A new, brighter lamp and defects from a new supplier that come out smaller: what the demo model never saw.
 DRIFT: dict[str, Any] = {"lighting_gain": 1.4, "lighting_offset": 30.0, "defect_scale": 0.7}
@@ -64,27 +65,9 @@ def build_scenario(model: Path, classes: tuple[str, ...], size: int, sizes: Size
                         drifted_test=frames("drifted_test", sizes.held_out, True),
                         original_test=frames("original_test", sizes.held_out, False),
                         golden_dir=work / "golden", replay_dir=work / "replay")
-    write_frames(frames("golden", sizes.golden, True), classes, scenario.golden_dir)
-    write_frames(frames("replay", sizes.replay, False), classes, scenario.replay_dir)
+    write_frames(frames("golden", sizes.golden, True), classes, scenario.golden_dir, overwrite=True)
+    write_frames(frames("replay", sizes.replay, False), classes, scenario.replay_dir, overwrite=True)
     return scenario
-
-
-def write_frames(frames: Sequence[SyntheticFrame], classes: tuple[str, ...], out: Path) -> None:
-    """Frames and their true boxes as a Florence JSONL folder (what `recalibration.golden_set` / `replay_data` read)."""
-    import cv2
-
-    from finetune.data.dataset import Dataset, Sample
-    from finetune.data.jsonl import write_jsonl
-
-    staging = out.parent / f"{out.name}-png"
-    staging.mkdir(parents=True, exist_ok=True)
-    samples = []
-    for frame in frames:
-        path = staging / f"{frame.index:06d}.png"
-        cv2.imwrite(str(path), frame.image)
-        samples.append(Sample(path, frame.detections))
-    write_jsonl(Dataset(classes, samples, root=staging), out, overwrite=True)
-    shutil.rmtree(staging)
 
 
 def line_settings(state_dir: Path, scenario: Scenario, seed: int, device: str) -> Any:

@@ -30,6 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from finetune.data.synth import write_frames
+
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("baseline", "augment", "hard", "three-stage")
 
@@ -70,21 +72,6 @@ def drifted_frames(classes: Sequence[str], seed: int, count: int, size: int, arg
     frames = generator.frames(count)
     return [SyntheticFrame(np.clip(f.image * args.gain, 0, 255).astype(np.uint8), f.detections, f.index)
             for f in frames]
-
-
-def write_training_set(frames: Sequence[Any], classes: Sequence[str], out: Path) -> Any:
-    """The frames as a data set of PNG files (what `train_lora` reads)."""
-    import cv2
-
-    from finetune.data.dataset import Dataset, Sample
-
-    out.mkdir(parents=True, exist_ok=True)
-    samples = []
-    for frame in frames:
-        path = out / f"{frame.index:04d}.png"
-        cv2.imwrite(str(path), frame.image)
-        samples.append(Sample(path, frame.detections))
-    return Dataset(tuple(classes), samples, root=out)
 
 
 def variant_config(name: str, seed: int, args: argparse.Namespace) -> Any:
@@ -132,8 +119,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     test = drifted_frames(classes, args.test_seed, args.test_frames, size, args)
     runs = []
     with tempfile.TemporaryDirectory(prefix="recipe-ablation-") as tmp:
-        train_set = write_training_set(drifted_frames(classes, args.train_seed, args.train_frames, size, args),
-                                       classes, Path(tmp) / "train")
+        train_set = write_frames(drifted_frames(classes, args.train_seed, args.train_frames, size, args), classes,
+                                 Path(tmp) / "train")
         before = held_out_map50(args.model, None, test, classes, args.device)
         for seed in (int(s) for s in args.seeds.split(",")):
             for name in args.variants.split(","):

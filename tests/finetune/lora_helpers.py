@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
-
 from agent.capture.synthetic import SyntheticFrame, SyntheticGenerator
 from agent.detections import Detections, box_iou
-from finetune.data.dataset import Dataset, Sample
-from finetune.data.jsonl import write_jsonl
+from finetune.data.dataset import Dataset
+from finetune.data.synth import write_frames
 from finetune.lora import LoraSettings
 from finetune.tiny import TinySpec, build_tiny_model
 from finetune.tiny_train.trainer import TinyTrainConfig, train_tiny
@@ -37,17 +35,8 @@ def localising_base(out: Path) -> Path:
 
 
 def write_set(items: Sequence[SyntheticFrame], out: Path) -> Dataset:
-    """Frames as a Florence JSONL data set in `out` (images/NNN.png + annotations.jsonl + classes.txt)."""
-    images = out / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    samples = []
-    for frame in items:
-        path = images / f"{frame.index:03d}.png"
-        cv2.imwrite(str(path), frame.image)
-        samples.append(Sample(path, frame.detections))
-    dataset = Dataset(CLASSES, samples, root=images)
-    write_jsonl(dataset, out, overwrite=True)
-    return dataset
+    """Frames as a Florence JSONL data set in `out` (images/NNNNNN.png + annotations.jsonl + classes.txt)."""
+    return write_frames(items, CLASSES, out, overwrite=True)
 
 
 def boxes_found(found: Sequence[Detections], truth: Sequence[Detections], iou: float = 0.5) -> tuple[int, int]:
