@@ -12,11 +12,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.config import MqttConfig, Settings
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import Outbox
 from agent.statedir import StateDir
-from tests.agent.publish.test_mqtt import append_result
+from tests.agent.publish.test_mqtt import append_result, make_settings
 from tests.faultproxy import FaultProxy
 from tests.fixtures.broker import Broker, Subscriber, make_broker
 
@@ -58,8 +57,7 @@ def box(tmp_path: Path, link: FaultProxy) -> Iterator[Broker]:
 @pytest.fixture
 def publisher(box: Broker, tmp_path: Path) -> Iterator[MqttPublisher]:
     """The daemon's publisher (outbox + paho) on the box's broker."""
-    settings = Settings(device_id=DEVICE, state_dir=tmp_path / "state",
-                        mqtt=MqttConfig(port=box.port, keepalive=5, reconnect_min_s=0.5, reconnect_max_s=1))
+    settings = make_settings(box, tmp_path, device=DEVICE)
     outbox = Outbox(StateDir(settings.state_dir).outbox, max_bytes=16 * 1024 * 1024)
     pub = MqttPublisher(settings, outbox, version="0.0-test")
     pub.start()
