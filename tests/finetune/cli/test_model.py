@@ -31,3 +31,9 @@ def test_model_tiny_refuses_a_size_that_is_not_a_multiple_of_16(tmp_path: Path) 
 def test_model_tiny_reports_an_empty_class_list_with_exit_code_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["model", "tiny", "--classes", " , ", "--out", str(tmp_path / "m")])
     assert result.exit_code == 2 and result.stderr.startswith("error: class names must be non-empty")
+
+
+def test_tiny_refuses_an_unknown_family_naming_the_known_ones(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["model", "tiny", "--classes", "a", "--out", str(tmp_path / "m"), "--family", "yolo"])
+    assert result.exit_code == 2
+    assert result.stderr == "error: unknown model family 'yolo'; available: florence2\n"
