@@ -13,6 +13,7 @@ from agent.capture.genicam import PIXEL_FORMATS
 from agent.capture.genicam import SCHEME as GENICAM_SCHEME
 from agent.capture.registry import source_problem
 from agent.modeldir import looks_local
+from agent.unique_names import require_unique
 
 # one MQTT topic level: no separators, wildcards or NUL; short enough for dashboards
 _TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -68,9 +69,7 @@ class ModelConfig(_Section):
     @field_validator("classes")
     @classmethod
     def _unique_classes(cls, classes: list[str]) -> list[str]:
-        dupes = sorted({c for c in classes if classes.count(c) > 1})
-        if dupes:
-            raise ValueError(f"duplicate class names {dupes}")
+        require_unique(classes, "class names")
         return classes
 
     @field_validator("thresholds")

@@ -25,6 +25,7 @@ from agent.config.sections import (
 )
 from agent.config.sources import ENV_PREFIX, CredentialsSource, YamlSource, yaml_document
 from agent.station.config import StationConfig
+from agent.unique_names import require_unique
 
 
 class Settings(BaseSettings):
@@ -62,10 +63,7 @@ class Settings(BaseSettings):
     @field_validator("cameras")
     @classmethod
     def _unique_cameras(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
-        names = [c.name for c in cameras]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate camera names {dupes}")
+        require_unique([c.name for c in cameras], "camera names")
         return cameras
 
     @property

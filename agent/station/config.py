@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from agent.station.hmi_tokens import TOKEN_HINT
+from agent.unique_names import require_unique
 
 Role = Literal["viewer", "technician"]
 ROLES: tuple[Role, ...] = ("viewer", "technician")
@@ -123,19 +124,13 @@ class StationConfig(BaseModel):
     @field_validator("users")
     @classmethod
     def _unique_users(cls, users: list[StationUser]) -> list[StationUser]:
-        names = [u.name for u in users]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate user names {dupes}")
+        require_unique([u.name for u in users], "user names")
         return users
 
     @field_validator("hmi_tokens")
     @classmethod
     def _unique_tokens(cls, tokens: list[HmiToken]) -> list[HmiToken]:
-        names = [t.name for t in tokens]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate HMI token names {dupes}")
+        require_unique([t.name for t in tokens], "HMI token names")
         return tokens
 
     @model_validator(mode="after")
