@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from hypothesis import settings as hypothesis_settings
 
 from agent.capture.synthetic import SyntheticFrame
@@ -24,8 +26,9 @@ hypothesis_settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
-# Two cores: keep torch from oversubscribing when tests run beside brokers and helper processes.
-torch.set_num_threads(2)
+# Two cores: keep torch from oversubscribing when tests run beside brokers and helper processes (and beside each
+# other: each of `make test`'s two pytest-xdist workers gets one thread).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(scope="session")
@@ -39,12 +42,28 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def overfit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[SyntheticFrame]]:
     """A tiny model trained from scratch (the tiny-model recipe) on six synthetic frames with one or two defects each:
-    a model that has really memorised what those frames contain, unlike a random one."""
+    a model that has really memorised what those frames contain, unlike a random one.
+
+    Trained once per test run: parallel workers (pytest-xdist) share the run's temp root, and the first one to take
+    the lock trains while the others wait and then read the finished model (moved into place only when complete)."""
     from agent.capture.synthetic import SyntheticGenerator
     from finetune.tiny import build_tiny_model
     from finetune.tiny_train.trainer import train_tiny
 
     frames = SyntheticGenerator(seed=7, size=128, max_defects=2, defect_free_fraction=0.0).frames(6)
-    model_dir = build_tiny_model(TINY_CLASSES, tmp_path_factory.mktemp("overfit") / "model", OVERFIT_SPEC)
-    train_tiny(model_dir, frames, OVERFIT_CONFIG)
+    shared = run_temp_root(tmp_path_factory)
+    model_dir = shared / "overfit-model"
+    with FileLock(str(shared / "overfit.lock")):
+        if not model_dir.is_dir():
+            staging = build_tiny_model(TINY_CLASSES, tmp_path_factory.mktemp("overfit") / "model", OVERFIT_SPEC)
+            threads = torch.get_num_threads()
+            train_tiny(staging, frames, OVERFIT_CONFIG)  # sets its own thread count: give the worker its own back
+            torch.set_num_threads(threads)
+            shutil.move(staging, model_dir)
     return model_dir, frames
+
+
+def run_temp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This run's temp root: the folder above the workers' own under pytest-xdist, else the session's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
