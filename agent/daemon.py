@@ -44,6 +44,8 @@ from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import OutboxError, OutboxFull, open_outbox
 from agent.reload import ReloadPlan, Scope, plan_reload
 from agent.runs import write_recalibration_request
+from agent.sparkplug.hosting import start_sparkplug
+from agent.sparkplug.node import EdgeNode
 from agent.stage import Stage
 from agent.statedir import StateDir
 from agent.station.backend import CallbackBackend, CameraInfo
@@ -81,6 +83,7 @@ class Daemon:
         self.pictures = keeper_from_settings(settings.pictures, settings.state_dir, settings.station.enabled)
         self.station: StationServer | None = None
         self.opcua: OpcUaHost | None = None  # the OPC UA server, when enabled
+        self.sparkplug: EdgeNode | None = None  # the Sparkplug B edge node, when enabled
         self.results: Stage[list[Inspected]] = Stage(
             "results", self.finish_batch, RESULTS_PENDING, self.watchdog.register("results", LOOP_MAX_AGE_S))
 
@@ -102,6 +105,7 @@ class Daemon:
         self.results.start()
         self.router.start()
         self.opcua = start_opcua(self._opcua_parts())
+        self.sparkplug = start_sparkplug(self.settings, self.outbox, self.handshake.trigger)
         self._start_cameras()
         self._start_health()
         self._start_station()
@@ -184,6 +188,8 @@ class Daemon:
     def on_camera_status(self, state: CameraState) -> None:
         log.info("camera status", camera=state.camera, status=state.status, reason=state.reason)
         self.publisher.publish_camera_status(state.camera, state.status, reason=state.reason, **state.counters)
+        if self.sparkplug is not None:
+            self.sparkplug.camera_status(state.camera, state.status)
 
     # ----- the loop ---------------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -213,6 +219,8 @@ class Daemon:
         seqs = self.publish_results(items, [self.pictures.keep(i.decision, i.frame.image) for i in items])
         if self.opcua is not None:
             self.opcua.results(items, seqs)
+        if self.sparkplug is not None:
+            self.sparkplug.wake()
         for item in items:
             self.sample_for_learning(item)
             self.show_live(item)
@@ -376,8 +384,9 @@ class Daemon:
         while self.step():
             pass
         self.results.close()
-        if self.opcua is not None:  # after the last results, so the line sees them
-            self.opcua.stop()
+        for side in (self.opcua, self.sparkplug):  # after the last results, so the line sees them
+            if side is not None:
+                side.stop()
         self.watchdog.stop()
         self.router.stop()
         self.publisher.stop()

@@ -10,6 +10,7 @@ Layout::
       recalibrate.request    left by `cmd/recalibrate`; systemd's edge-inspect-recalibrate.path starts a run
       pictures/              annotated JPEGs of fail/uncertain frames behind results' image_url (agent/pictures.py)
       audit.jsonl            the station's audit log: who logged in, reviewed, ran, promoted, rolled back
+      sparkplug.json         the Sparkplug edge node's last bdSeq and its result cursor (agent/sparkplug/)
       station.users          the first-start technician `admin`, written only when the config names no user
       station-admin.password its password (mode 0600), for the person installing the box
 
@@ -32,6 +33,7 @@ STATION_USERS = "station.users"  # the first-start technician "admin", when the 
 STATION_ADMIN_PASSWORD = "station-admin.password"  # its password, readable by the daemon's user only
 PICTURES_DIR = "pictures"  # annotated JPEGs of fail/uncertain frames, served by the station (agent/pictures.py)
 AUDIT_FILE = "audit.jsonl"  # the station's audit log: who reviewed, ran, promoted, rolled back
+SPARKPLUG_FILE = "sparkplug.json"  # the Sparkplug edge node's bdSeq and result cursor (agent/sparkplug/state.py)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class StateDir:
     @property
     def audit_log(self) -> Path:
         return self.root / AUDIT_FILE
+
+    @property
+    def sparkplug(self) -> Path:
+        return self.root / SPARKPLUG_FILE
 
     def create(self) -> StateDir:
         """Make the root directory (the stores make their own subfolders); returns self for chaining."""

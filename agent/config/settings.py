@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.config.errors import ConfigError, format_validation_errors
@@ -24,6 +24,7 @@ from agent.config.sections import (
     topic_level,
 )
 from agent.config.sources import ENV_PREFIX, CredentialsSource, YamlSource, yaml_document
+from agent.config.sparkplug import SparkplugConfig
 from agent.station.config import StationConfig
 from agent.unique_names import require_unique
 
@@ -54,6 +55,8 @@ class Settings(BaseSettings):
     )
     opcua: OpcUaConfig = Field(default_factory=OpcUaConfig, description="OPC UA server for PLCs and SCADA "
                                "(OPC 40100 Machine Vision, reduced; docs/opcua.md)")
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig, description="Sparkplug B edge node for "
+                                       "Ignition and other Sparkplug hosts (docs/integration.md, Sparkplug B)")
 
     @field_validator("device_id")
     @classmethod
@@ -70,6 +73,18 @@ class Settings(BaseSettings):
     def client_id(self) -> str:
         """The MQTT client id; stable across restarts so the broker resumes our session."""
         return self.mqtt.client_id or f"edge-inspect-{self.device_id}"
+
+    @model_validator(mode="after")
+    def _sparkplug_own_client(self) -> Settings:
+        if self.sparkplug.enabled and self.sparkplug_client_id == self.client_id:
+            raise ValueError(f"sparkplug.client_id {self.client_id!r} is the result publisher's client id; the broker "
+                             "would disconnect one for the other")
+        return self
+
+    @property
+    def sparkplug_client_id(self) -> str:
+        """The Sparkplug edge node's MQTT client id, beside the result publisher's."""
+        return self.sparkplug.client_id or f"{self.client_id}-sparkplug"
 
     @property
     def base_topic(self) -> str:

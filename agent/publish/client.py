@@ -76,13 +76,16 @@ def configure_tls(client: mqtt.Client, cfg: MqttConfig) -> None:
     client.tls_insecure_set(tls.insecure)
 
 
-def connect_in_background(client: mqtt.Client, cfg: MqttConfig, session_expiry_s: int | None = None) -> None:
+def connect_in_background(client: mqtt.Client, cfg: MqttConfig, session_expiry_s: int | None = None,
+                          fresh_sessions: bool = False) -> None:
     """Connect asynchronously and start the network loop; paho retries until the broker answers.
 
     With `session_expiry_s` the session is persistent (clean_start False): the broker keeps our subscriptions and
     unacknowledged QoS 1 messages across a reconnect, which the daemon's at-least-once delivery relies on.
+    With `fresh_sessions` every connect, reconnects included, starts a new session (clean_start True, no expiry), as
+    Sparkplug B requires of an edge node.
     """
-    props, clean_start = None, mqtt.MQTT_CLEAN_START_FIRST_ONLY
+    props, clean_start = None, True if fresh_sessions else mqtt.MQTT_CLEAN_START_FIRST_ONLY
     if session_expiry_s is not None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry_s

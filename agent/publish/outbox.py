@@ -233,12 +233,17 @@ class Outbox:
     # ----- reading and acknowledging ---------------------------------------------------------------------------
     def pending(self, limit: int, after_seq: int = 0) -> list[OutboxRow]:
         """Up to `limit` unacknowledged rows with seq > `after_seq`, oldest first."""
+        return self._rows_after("delivered_at IS NULL AND seq > ?", after_seq, limit)
+
+    def since(self, after_seq: int, limit: int) -> list[OutboxRow]:
+        """Up to `limit` rows with seq > `after_seq`, pending or delivered, oldest first (a second consumer's read:
+        the Sparkplug edge node keeps its own cursor)."""
+        return self._rows_after("seq > ?", after_seq, limit)
+
+    def _rows_after(self, where: str, after_seq: int, limit: int) -> list[OutboxRow]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, msg_id, topic, payload FROM outbox WHERE delivered_at IS NULL AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            sql = f"SELECT seq, msg_id, topic, payload FROM outbox WHERE {where} ORDER BY seq LIMIT ?"
+            rows = self._db.execute(sql, (after_seq, limit)).fetchall()
         return [OutboxRow(int(s), str(m), str(t), bytes(p)) for s, m, t, p in rows]
 
     def ack(self, seqs: Iterable[int]) -> int:
