@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo demo-model test test-fast lint bench clean install-systemd
+.PHONY: venv demo demo-model test test-fast lint bench clean install-systemd sparkplug-host
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: $(STAMP)
 demo-model: $(STAMP)
 	$(BIN)/edge-inspect model demo --out models/demo
 
+# the Sparkplug tests' independent host (pysparkplug, which pins paho-mqtt < 2) in .venv-sparkplug-host; the tests
+# build it on first use too
+sparkplug-host: $(STAMP)
+	$(BIN)/python -m tests.fixtures.sparkplug_host
+
 test: $(STAMP)
 	$(BIN)/ruff check agent finetune calibration tests bench
 	$(BIN)/mypy
@@ -38,4 +43,4 @@ install-systemd:
 	sh systemd/install.sh $(INSTALL_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-sparkplug-host build *.egg-info

@@ -105,7 +105,7 @@ class Daemon:
         self.results.start()
         self.router.start()
         self.opcua = start_opcua(self._opcua_parts())
-        self.sparkplug = start_sparkplug(self.settings, self.outbox, self.handshake.trigger)
+        self.sparkplug = start_sparkplug(self.settings, self.outbox, self.handshake.trigger, self.watchdog)
         self._start_cameras()
         self._start_health()
         self._start_station()

@@ -15,6 +15,7 @@ import structlog
 from agent import __version__
 from agent.config import Settings
 from agent.control.commands import CommandError, TriggerCommand
+from agent.health.notify import Watchdog
 from agent.publish.outbox import Outbox
 from agent.sparkplug.metrics import NodeInfo
 from agent.sparkplug.node import EdgeNode, SparkplugTopics, TriggerAnswer
@@ -22,9 +23,13 @@ from agent.statedir import StateDir
 
 log = structlog.get_logger("agent.sparkplug")
 
+LOOP_MAX_AGE_S = 30.0  # as the daemon's other loops: a sparkplug thread silent this long is reported dead
 
-def start_sparkplug(settings: Settings, outbox: Outbox, trigger: Callable[[TriggerCommand], Any]) -> EdgeNode | None:
-    """The running edge node, or None when `sparkplug.enabled` is false or it could not be built (logged)."""
+
+def start_sparkplug(settings: Settings, outbox: Outbox, trigger: Callable[[TriggerCommand], Any],
+                    watchdog: Watchdog) -> EdgeNode | None:
+    """The running edge node (its thread watched by `watchdog`), or None when `sparkplug.enabled` is false or it could
+    not be built (logged)."""
     cfg = settings.sparkplug
     if not cfg.enabled:
         return None
@@ -38,6 +43,7 @@ def start_sparkplug(settings: Settings, outbox: Outbox, trigger: Callable[[Trigg
         log.error("sparkplug edge node not started; the daemon inspects without it", error=str(exc))
         return None
     node.start()
+    watchdog.register_probe("sparkplug", lambda: node.alive(LOOP_MAX_AGE_S))
     return node
 
 

@@ -114,11 +114,13 @@ def node_death(bdseq: int) -> bytes:
 
 
 def result_values(result: Mapping[str, Any] | None) -> list[Value]:
-    """A result's `Inspection/*` metrics (all null before the camera's first result)."""
+    """A result's `Inspection/*` metrics (before the camera's first result: null, the defects an empty table)."""
     values: list[Value] = []
     for name, (datatype, key) in INSPECTION.items():
         value = None if result is None else result.get(key)
-        if value is not None and name == "Inspection/Defect Count":
+        if datatype is DataType.DATASET:
+            value = value or []  # never null: a host creates the table tag with its columns from the DBIRTH
+        elif value is not None and name == "Inspection/Defect Count":
             value = len(value)
         elif value is not None and datatype is DataType.DATETIME:
             value = rfc3339_ms(value)

@@ -162,12 +162,14 @@ class EdgeNode:
 
     # ----- the sparkplug thread --------------------------------------------------------------------------------
     def _run(self) -> None:
+        backlog = False
         while not self._stop.is_set():
             self._heartbeat = time.monotonic()
             try:
-                self._handle_events(timeout_s=0.2)
+                self._handle_events(timeout_s=0.0 if backlog else 0.2)
+                backlog = False
                 if self._session_bdseq is not None:
-                    self._publish_results()
+                    backlog = self._publish_results()
                     self.feed.confirm_aged()
                     self._report_counters()
                 self._save_now_and_then()
@@ -177,7 +179,7 @@ class EdgeNode:
 
     def _handle_events(self, timeout_s: float) -> None:
         try:
-            event = self._events.get(timeout=timeout_s)
+            event = self._events.get(timeout=timeout_s) if timeout_s > 0 else self._events.get_nowait()
             while True:
                 self._handle(event)
                 event = self._events.get_nowait()
@@ -234,16 +236,19 @@ class EdgeNode:
         else:
             self._device_death(camera)
 
-    def _publish_results(self) -> None:
-        for stored in self.feed.take(BATCH):
+    def _publish_results(self) -> bool:
+        """Publish the next stored results; True when there may be more waiting (a full batch went out)."""
+        batch = self.feed.take(BATCH)
+        for stored in batch:
             if stored.camera not in self.cameras:
                 log.warning("result of a camera that is not a Sparkplug device, not sent", seq=stored.seq,
                             camera=stored.camera)
             elif not self._publish_result(stored):
                 self._session_bdseq = None  # the link went: the next session sends these again
                 self.feed.restart()
-                return
+                return False
             self.feed.sent(stored.seq)
+        return len(batch) == BATCH
 
     def _publish_result(self, stored: StoredResult) -> bool:
         camera, reborn = stored.camera, stored.camera not in self._born

@@ -8,19 +8,12 @@ from pathlib import Path
 from agent.publish.outbox import Outbox, Retention
 from agent.sparkplug.feed import OutboxFeed
 from agent.statedir import StateDir
+from tests.agent.publish.test_outbox import FakeClock
 from tests.agent.sparkplug.helpers import open_outbox, store_results
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_results_go_out_in_order_and_unconfirmed_ones_again_after_a_lost_session(tmp_path: Path) -> None:
-    outbox, clock = open_outbox(tmp_path), Clock()
+    outbox, clock = open_outbox(tmp_path), FakeClock()
     feed = OutboxFeed(outbox, cursor=None, assume_after_s=15, clock=clock)
     store_results(outbox, [("cam0", "pass", []), ("cam0", "fail", ["hole"]), ("gate", "pass", [])])
     taken = feed.take(10)

@@ -28,8 +28,10 @@ def test_a_result_becomes_typed_metrics_stamped_with_its_capture_time(tmp_path: 
 
 def test_births_declare_every_metric_with_its_type_even_without_a_value() -> None:
     message = proto.Payload.FromString(metrics.payload(metrics.result_values(None), seq=1))
-    assert all(m.is_null and m.datatype for m in message.metrics)
-    assert {m.name for m in message.metrics} == set(metrics.INSPECTION)
+    assert all(m.datatype for m in message.metrics)
+    assert {m.name for m in message.metrics if m.is_null} == set(metrics.INSPECTION) - {"Inspection/Defects"}
+    table = next(m for m in message.metrics if m.name == "Inspection/Defects").dataset_value
+    assert list(table.columns) == ["Label", "Score", "X1", "Y1", "X2", "Y2"] and not table.rows
     death = proto.Payload.FromString(metrics.node_death(42))
     assert not death.HasField("seq") and [(m.name, m.datatype, m.long_value) for m in death.metrics] == [
         ("bdSeq", proto.DataType.UINT64, 42)]

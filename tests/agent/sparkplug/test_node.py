@@ -74,7 +74,9 @@ def test_births_data_and_death_as_an_independent_host_decodes_them(spb_broker: B
         "Node Info/Software Version": ("STRING", "9.9.9"), "Node Info/Commands Rejected": ("UINT64", 0)}.items()
     dbirths = {m["device"]: m for m in of_type(seen, "DBIRTH")}
     assert sorted(dbirths) == ["cam0", "gate"]
-    assert all(m["is_null"] for m in dbirths["cam0"]["metrics"] if m["name"].startswith("Inspection/"))
+    assert all(m["is_null"] for m in dbirths["cam0"]["metrics"]
+               if m["name"].startswith("Inspection/") and m["name"] != "Inspection/Defects")
+    assert metrics_of(dbirths["cam0"])["Inspection/Defects"]["rows"] == []  # the table's columns, before any result
     assert "Command/Trigger" not in metrics_of(dbirths["gate"])  # commands are off
 
     results = store_results(outbox, [("cam0", "fail", ["hole", "stain"]), ("gate", "pass", []),
@@ -196,3 +198,22 @@ def test_no_result_is_lost_across_a_dropped_link_and_a_broker_restart(spb_broker
     assert metrics_of(of_type(seen, "NBIRTH")[2])["bdSeq"] == 2
     for start in [i for i, m in enumerate(seen) if m["type"] == "NBIRTH"]:
         assert_seq_rule(seen[start:start + 3])
+
+
+def test_a_camera_offline_is_a_ddeath_and_back_online_a_dbirth(spb_broker: Broker, host: SparkplugHost,
+                                                               tmp_path: Path) -> None:
+    outbox = open_outbox(tmp_path)
+    node = make_node(spb_broker, tmp_path, outbox)
+    started(node, host)
+    node.camera_status("cam0", "offline")
+    seen = host.wait_for(lambda ms: bool(of_type(ms, "DDEATH")))
+    assert [(m["device"], m["metrics"]) for m in of_type(seen, "DDEATH")] == [("cam0", [])]
+    store_results(outbox, [("cam0", "fail", ["hole"])])  # inspected before the camera went: alive for it alone
+    node.wake()
+    seen = host.wait_for(lambda ms: len(of_type(ms, "DDEATH")) == 2)
+    assert [m["type"] for m in seen[-3:]] == ["DBIRTH", "DDATA", "DDEATH"]
+    node.camera_status("cam0", "online")
+    seen = host.wait_for(lambda ms: len(of_type(ms, "DBIRTH", "cam0")) == 3)
+    assert metrics_of(of_type(seen, "DBIRTH", "cam0")[-1])["Counters/NG"] == 1
+    node.stop()
+    assert_seq_rule(host.wait_for(lambda ms: bool(of_type(ms, "NDEATH"))))
