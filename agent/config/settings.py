@@ -76,7 +76,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _sparkplug_own_client(self) -> Settings:
-        if self.sparkplug.enabled and self.sparkplug_client_id == self.client_id:
+        broker = self.sparkplug.broker(self.mqtt)
+        same_broker = (broker.host, broker.port) == (self.mqtt.host, self.mqtt.port)
+        if self.sparkplug.enabled and same_broker and self.sparkplug_client_id == self.client_id:
             raise ValueError(f"sparkplug.client_id {self.client_id!r} is the result publisher's client id; the broker "
                              "would disconnect one for the other")
         return self

@@ -21,7 +21,8 @@ class SparkplugConfig(BaseModel):
                                     "(its prefix, inflight and session_expiry_s are unused); null: the daemon's mqtt "
                                     "broker, credentials and TLS")
     client_id: str | None = Field(default=None, description="MQTT client id of the edge node (null: the result "
-                                  "publisher's client id + '-sparkplug'); must differ from the publisher's")
+                                  "publisher's client id + '-sparkplug'); on the same broker it must differ from "
+                                  "the publisher's")
     allow_commands: bool = Field(default=False, description="Accept DCMD writes beyond Node Control/Rebirth (a "
                                  "camera's Command/Trigger). Sparkplug commands are not signed: anyone who may "
                                  "publish on spBv1.0/{group_id}/DCMD/... can trigger, so restrict that with broker "

@@ -28,6 +28,8 @@ def test_ids_must_be_one_topic_level(key: str) -> None:
 def test_its_client_id_must_not_be_the_result_publishers(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="is the result publisher's client id"):
         Settings(mqtt=MqttConfig(client_id="box"), sparkplug=SparkplugConfig(enabled=True, client_id="box"))
+    elsewhere = SparkplugConfig(enabled=True, client_id="box", mqtt=MqttConfig(host="plant-broker"))
+    assert Settings(mqtt=MqttConfig(client_id="box"), sparkplug=elsewhere).sparkplug_client_id == "box"
     monkeypatch.setenv("EDGE_INSPECT_SPARKPLUG__ENABLED", "true")
     monkeypatch.setenv("EDGE_INSPECT_SPARKPLUG__GROUP_ID", "line-7")
     settings = Settings()

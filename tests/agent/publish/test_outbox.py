@@ -234,3 +234,13 @@ def test_an_outbox_from_before_retention_is_migrated_with_its_rows_pending(tmp_p
     assert [r.seq for r in outbox.replayable(6, 7).rows] == [6]
     assert outbox.append("t", payload)[0] == 8
     assert outbox.integrity_check() == "ok"
+
+
+def test_since_reads_pending_and_delivered_rows_alike_for_a_second_consumer(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=1 << 20)
+    for _ in range(4):
+        outbox.append("cams/cam0/result", payload)
+    outbox.ack([1, 3])  # delivered over MQTT, still kept for replay
+    assert [r.seq for r in outbox.since(0, 10)] == [1, 2, 3, 4]
+    assert [r.seq for r in outbox.since(1, 2)] == [2, 3]
+    assert [r.seq for r in outbox.pending(10)] == [2, 4]  # the MQTT side's view is unchanged

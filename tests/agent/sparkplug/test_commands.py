@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.sparkplug import proto
 from agent.sparkplug.commands import CommandRejected, Rebirth, Trigger, device_commands, node_commands
@@ -46,3 +49,10 @@ def test_device_commands_need_allow_commands_and_a_string_part_id() -> None:
         device_commands(command(name="Command/Trigger", datatype=11, boolean_value=True), "gate", allowed=True)
     with pytest.raises(CommandRejected, match="129 characters"):
         device_commands(command(name="Command/Trigger", datatype=12, string_value="x" * 129), "gate", allowed=True)
+
+
+@given(st.binary(max_size=64), st.booleans())
+def test_any_bytes_are_carried_out_or_refused_never_anything_else(raw: bytes, allowed: bool) -> None:
+    for parse in (node_commands, lambda r: device_commands(r, "gate", allowed)):
+        with contextlib.suppress(CommandRejected):  # anything else fails the test
+            parse(raw)
