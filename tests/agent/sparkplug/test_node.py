@@ -187,6 +187,8 @@ def test_no_result_is_lost_across_a_dropped_link_and_a_broker_restart(spb_broker
     seen = host.wait_for(lambda ms: births(ms) == 2 and max(result_seqs(ms)) >= 10)
     assert [metrics_of(m)["bdSeq"] for m in of_type(seen, "NDEATH")] == [0]  # the will of session 0
     assert metrics_of(of_type(seen, "NBIRTH")[1])["bdSeq"] == 1
+    connects = [line for line in spb_broker.log_path.read_text().splitlines() if "as box-1-sparkplug (" in line]
+    assert len(connects) == 2 and all("(p5, c1," in line for line in connects), connects  # a fresh session each time
 
     spb_broker.kill()
     store_results(outbox, [("gate", "uncertain", ["stain"])] * 5)
