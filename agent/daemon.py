@@ -30,8 +30,9 @@ from agent.control.commands import (
     authenticator_from_settings,
 )
 from agent.control.replay import replay_results
-from agent.decide import Thresholds, decide
+from agent.decide import Thresholds
 from agent.detector.base import Detector, DetectorError, FrameError
+from agent.geometry import geometries_from_settings
 from agent.handshake import Handshake
 from agent.health.metrics import Metrics
 from agent.health.notify import Notifier, Watchdog
@@ -94,6 +95,7 @@ class Daemon:
         self.choice = choose_model(self.settings)
         self.detector = self.detector_factory(self.settings, self.choice)
         self.thresholds = thresholds_for(self.settings, self.choice)
+        self.geometries = geometries_from_settings(self.settings)  # each camera's pixel -> mm (sizes, size rules)
         self.outbox = open_outbox(state.outbox, self.settings.outbox)
         self.queue = LearningQueue(state.queue, self.settings.queue)
         self.publisher = MqttPublisher(self.settings, self.outbox, self.detector.version,
@@ -243,8 +245,8 @@ class Daemon:
         seconds = time.perf_counter() - t0
         self.metrics.observe_batch(seconds, len(batch))
         latency_ms = seconds * 1e3 / len(batch)
-        return [Inspected(f, d, decide(d, thresholds), latency_ms, detector.version, thresholds)
-                for f, d in zip(batch, results, strict=True)]
+        return [Inspected.judge(f, d, thresholds, self.geometries.for_frame(f.camera, d.image_size), latency_ms,
+                                detector.version) for f, d in zip(batch, results, strict=True)]
 
     def _inspect_alone(self, detector: Detector, thresholds: Thresholds, frame: Frame) -> list[Inspected]:
         t0 = time.perf_counter()
@@ -256,7 +258,8 @@ class Daemon:
             self.metrics.pipeline_dropped.labels(camera=frame.camera).inc()
             return []
         latency_ms = (time.perf_counter() - t0) * 1e3
-        return [Inspected(frame, dets, decide(dets, thresholds), latency_ms, detector.version, thresholds)]
+        geometry = self.geometries.for_frame(frame.camera, dets.image_size)
+        return [Inspected.judge(frame, dets, thresholds, geometry, latency_ms, detector.version)]
 
     def publish_results(self, items: list[Inspected], urls: list[str | None]) -> list[int | None]:
         """Store the batch's results (`urls`: their pictures) in the outbox in one transaction, then MQTT delivers them;
@@ -311,6 +314,7 @@ class Daemon:
         try:
             plan = plan_reload(self.settings, self._reread_config(scope), scope)
             choice, detector = self._load_model(plan)
+            geometries = geometries_from_settings(plan.settings, self.geometries)  # recalibrated cameras
         except Exception as exc:
             log.error("reload failed; the current model keeps serving", error=str(exc))
             self.publisher.publish_event("reload_failed", error=str(exc), model=self.detector.version)
@@ -319,6 +323,7 @@ class Daemon:
         with self._swap_lock:
             old, self.detector, self.choice = self.detector.version, detector, choice
             self.settings, self.thresholds = plan.settings, thresholds_for(plan.settings, choice)
+            self.geometries = geometries
         summary = plan.summary(detector.version)
         log.info("model reloaded", previous=old, **summary)
         if plan.restart_required:

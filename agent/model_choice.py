@@ -21,6 +21,7 @@ from agent.detector.score_calibration import (
     manifest_calibration,
     read_calibration,
 )
+from agent.measure import SizeRule
 from agent.modeldir import read_thresholds
 from agent.store.files import StoreError
 from agent.store.manifest import MANIFEST
@@ -116,6 +117,7 @@ def detector_from_settings(settings: Settings, choice: ModelChoice) -> Detector:
 
 def thresholds_for(settings: Settings, choice: ModelChoice) -> Thresholds:
     """The model directory's thresholds, then those fitted by the last recalibration (manifest), then the config's
-    own, per class: the later wins."""
+    own, per class: the later wins. The config's size rules come with them (they decide too)."""
     m = settings.model
-    return Thresholds({**choice.thresholds, **m.thresholds}, m.default_threshold, m.uncertain_band)
+    rules = {label: SizeRule(rule.min_length_mm, rule.min_area_mm2) for label, rule in m.size_rules.items()}
+    return Thresholds({**choice.thresholds, **m.thresholds}, m.default_threshold, m.uncertain_band, rules)

@@ -1,6 +1,7 @@
 """What a reload (`cmd/reload`, SIGHUP) may change in a running daemon, and what it must leave to a restart.
 
-Only the `model` section changes live: the base model, the adapter (config or model store) and the thresholds.
+Only the `model` section changes live: the base model, the adapter (config or model store), the thresholds and the
+size rules; every reload also re-reads the cameras' geometry files (agent/geometry.py), which are not config.
 Everything else (cameras, MQTT, batching, outbox, queue, metrics, commands, state_dir, device_id, log_level) was
 wired into threads, sockets and files at start-up; a reload keeps the running values and names each changed key in
 `restart_required`, so the operator knows the file and the daemon disagree until `systemctl restart`. The
@@ -8,7 +9,7 @@ wired into threads, sockets and files at start-up; a reload keeps the running va
 
 `scope` says what is re-read: `all` (the default, and SIGHUP) the config file and the model store, `model` only the
 model store (what a recalibration run sends after a promotion), `config` only the config file (the detector is
-loaded again only when a `model` key other than the thresholds changed).
+loaded again only when a `model` key other than the thresholds and size rules changed).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ Scope = Literal["all", "model", "config"]
 LIVE_SECTIONS = ("model",)
 NOT_THE_DAEMONS = ("recalibration",)
 # model keys that change only the decision, not the detector: applying them needs no model load
-DECISION_KEYS = frozenset({"model.thresholds", "model.default_threshold", "model.uncertain_band"})
+DECISION_KEYS = frozenset({"model.thresholds", "model.default_threshold", "model.uncertain_band", "model.size_rules"})
 
 
 @dataclass(frozen=True)

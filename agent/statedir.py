@@ -9,6 +9,7 @@ Layout::
       recalibration/         one folder per recalibration run, unless `recalibration.work_dir` says otherwise
       recalibrate.request    left by `cmd/recalibrate`; systemd's edge-inspect-recalibrate.path starts a run
       pictures/              annotated JPEGs of fail/uncertain frames behind results' image_url (agent/pictures.py)
+      geometry/{camera}.json a camera's pixel -> mm geometry, by `edge-inspect calibrate camera` (agent/geometry.py)
       audit.jsonl            the station's audit log: who logged in, reviewed, ran, promoted, rolled back
       sparkplug.json         the Sparkplug edge node's last bdSeq and its result cursor (agent/sparkplug/)
       station.users          the first-start technician `admin`, written only when the config names no user
@@ -34,6 +35,7 @@ STATION_ADMIN_PASSWORD = "station-admin.password"  # its password, readable by t
 PICTURES_DIR = "pictures"  # annotated JPEGs of fail/uncertain frames, served by the station (agent/pictures.py)
 AUDIT_FILE = "audit.jsonl"  # the station's audit log: who reviewed, ran, promoted, rolled back
 SPARKPLUG_FILE = "sparkplug.json"  # the Sparkplug edge node's bdSeq and result cursor (agent/sparkplug/state.py)
+GEOMETRY_DIR = "geometry"  # one camera geometry file per camera (agent/geometry.py), unless the config names one
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ class StateDir:
     @property
     def sparkplug(self) -> Path:
         return self.root / SPARKPLUG_FILE
+
+    def geometry(self, camera: str) -> Path:
+        """A camera's geometry file when `cameras[].geometry` names none (camera names are safe file names)."""
+        return self.root / GEOMETRY_DIR / f"{camera}.json"
 
     def create(self) -> StateDir:
         """Make the root directory (the stores make their own subfolders); returns self for chaining."""

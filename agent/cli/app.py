@@ -20,7 +20,7 @@ from agent.cli.store import model_group
 
 # The order `--help` lists commands in, whichever plugin registers them; names not listed come last.
 COMMAND_ORDER = ("run", "check-config", "detect", "demo", "evaluate", "finetune", "recalibrate",
-                 "data", "model", "queue", "export")
+                 "calibrate", "data", "model", "queue", "export")
 MODEL_COMMAND_ORDER = ("list", "add", "verify", "promote", "rollback", "set-base", "tiny", "train", "demo")
 
 

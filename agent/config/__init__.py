@@ -7,12 +7,13 @@ Every model forbids unknown keys so a typo is an error, never a silently ignored
 
 This package is the config's public face: `sections` (one model per YAML section), `sources` (YAML file and
 credential files), `settings` (the root and `load_settings`), `errors` (what a user reads when a config is refused),
-`reference` (docs/config.md).
+`reference` (docs/config.md), `rules` (per-class size rules).
 """
 
 from __future__ import annotations
 
 from agent.config.errors import SECRET_KEYS, SECRET_MASK, ConfigError, dotted_path, format_validation_errors
+from agent.config.rules import SizeRuleConfig
 from agent.config.sections import (
     BatchConfig,
     CameraConfig,
@@ -35,6 +36,6 @@ from agent.config.sources import CREDENTIAL_FILES, ENV_PREFIX
 __all__ = [
     "CREDENTIAL_FILES", "ENV_PREFIX", "SECRET_KEYS", "SECRET_MASK", "BatchConfig", "CameraConfig", "CommandsConfig",
     "ConfigError", "GiB", "MetricsConfig", "MiB", "ModelConfig", "MqttConfig", "OutboxConfig", "PicturesConfig",
-    "QueueConfig", "RecalibrationConfig", "Settings", "TlsConfig", "dotted_path", "dump_settings",
+    "QueueConfig", "RecalibrationConfig", "Settings", "SizeRuleConfig", "TlsConfig", "dotted_path", "dump_settings",
     "format_validation_errors", "load_settings", "topic_level",
 ]

@@ -76,12 +76,18 @@ def config_reference_markdown() -> str:
 
 
 def _subsections(model: type[BaseModel], prefix: str) -> list[str]:
-    """A `###` table for every sub-model of `model`, and theirs in turn (`cameras[].genicam.line_scan`)."""
+    """A `###` table for every sub-model of `model`, and theirs in turn (`cameras[].genicam.line_scan`); a mapping of
+    sub-models (`model.size_rules`) is one entry per key, `<key>` in the path, with the mapping's description."""
     lines: list[str] = []
     for name, info in model.model_fields.items():
         nested = _section_model(info)
-        if nested is not None:
+        if nested is None:
+            continue
+        if get_origin(info.annotation) is dict:
+            path, description = f"{prefix}{name}.<key>", (info.description or "").replace("|", "/")
+            lines += ["", f"### `{path}`", "", description, "", *_table(nested, f"{path}.")]
+        else:
             path = f"{prefix}{name}"
             lines += ["", f"### `{path}`", "", *_table(nested, f"{path}.")]
-            lines += _subsections(nested, f"{path}.")
+        lines += _subsections(nested, f"{path}.")
     return lines

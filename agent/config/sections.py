@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from agent.capture.genicam import PIXEL_FORMATS
 from agent.capture.genicam import SCHEME as GENICAM_SCHEME
 from agent.capture.registry import source_problem
+from agent.config.rules import SizeRuleConfig, known_classes
 from agent.modeldir import looks_local
 from agent.unique_names import require_unique
 
@@ -55,6 +56,9 @@ class ModelConfig(_Section):
     uncertain_band: float = Field(
         default=0.1, ge=0.0, le=1.0, description="A box with |score - threshold| < band makes the verdict 'uncertain'"
     )
+    size_rules: dict[str, SizeRuleConfig] = Field(default={}, description="Per-class minimum size on the belt, e.g. "
+        "{scratch: {min_length_mm: 2}}: a box reaching none of its class's minimums is undersized, not a defect; "
+        "needs the camera's geometry (docs/cameras.md), without one boxes are judged by score alone")
 
     @field_validator("path", mode="before")
     @classmethod
@@ -72,13 +76,15 @@ class ModelConfig(_Section):
         require_unique(classes, "class names")
         return classes
 
+    @field_validator("thresholds", "size_rules")
+    @classmethod
+    def _classes_known(cls, per_class: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        known_classes(per_class, info.data.get("classes", []), str(info.field_name).replace("_", " "))
+        return per_class
+
     @field_validator("thresholds")
     @classmethod
-    def _thresholds_known(cls, thresholds: dict[str, float], info: ValidationInfo) -> dict[str, float]:
-        classes = info.data.get("classes", [])
-        unknown = sorted(set(thresholds) - set(classes))
-        if unknown:
-            raise ValueError(f"thresholds for unknown classes {unknown}; classes are {classes}")
+    def _thresholds_in_range(cls, thresholds: dict[str, float]) -> dict[str, float]:
         bad = {k: v for k, v in thresholds.items() if not 0.0 <= v <= 1.0}
         if bad:
             raise ValueError(f"thresholds must be within [0, 1], got {bad}")
@@ -159,6 +165,8 @@ class CameraConfig(_Section):
     genicam: GenICamConfig | None = Field(
         default=None, description="GenICam camera settings; only for a genicam:// source (docs/cameras.md)"
     )
+    geometry: Path | None = Field(default=None, description="Camera geometry file (by edge-inspect calibrate camera) "
+                                  "for defect sizes in mm; null: {state_dir}/geometry/{name}.json (docs/cameras.md)")
 
     @field_validator("name")
     @classmethod

@@ -48,7 +48,7 @@ class OpcUaHost:
             f = item.frame
             self.server.add_result(ResultView(
                 f.camera, str(seq), f.part_id or "", item.decision.verdict,
-                json.dumps(item.decision.defects.to_json()), item.latency_ms, f.captured_at))
+                json.dumps(item.defects_json()), item.latency_ms, f.captured_at))
 
     def stop(self) -> None:
         self.server.stop()

@@ -1,7 +1,7 @@
 """calibration's `edge-inspect` commands, registered through the `edge_inspect.commands` entry point `calibration`.
 
 Modules: `recalibrate` (the technician's recalibration run), `demo_model` (`model demo`: train the demo model and
-fit its thresholds).
+fit its thresholds), `camera` (`calibrate camera`: a camera's pixel -> mm geometry from ChArUco board images).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from calibration.cli.camera import calibrate_app
 from calibration.cli.demo_model import demo_model_command
 from calibration.cli.recalibrate import recalibrate_command
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer, groups: SharedGroups) -> None:
-    """Add recalibrate and `model demo`."""
+    """Add recalibrate, the `calibrate` group and `model demo`."""
     app.command("recalibrate")(recalibrate_command)
+    app.add_typer(calibrate_app, name="calibrate")
     groups.model.command("demo")(demo_model_command)

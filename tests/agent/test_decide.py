@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent.decide import Thresholds, decide
 from agent.detections import Detections
+from agent.measure import Size, SizeRule
 
 CLASSES = ("scratch", "hole")
 
@@ -36,3 +37,38 @@ def test_per_class_thresholds_override_the_default() -> None:
     strict_holes = Thresholds({"hole": 0.2}, default=0.9, band=0.05)
     assert decide(dets(["hole"], [0.3]), strict_holes).verdict == "fail"
     assert decide(dets(["scratch"], [0.3]), strict_holes).verdict == "pass"
+
+
+def sized(labels: list[str], scores: list[float], lengths: list[float]) -> tuple[Detections, list[Size]]:
+    """Boxes with their (length, width = length / 4) on the belt."""
+    return dets(labels, scores), [Size(n, n / 4, n * n / 4) for n in lengths]
+
+
+SCRATCH_RULE = Thresholds({}, default=0.5, band=0.1, size_rules={"scratch": SizeRule(min_length_mm=2.0)})
+
+
+def test_a_box_below_its_class_size_rule_is_reported_undersized_and_passes() -> None:
+    boxes, sizes = sized(["scratch"], [0.95], [1.5])
+    result = decide(boxes, SCRATCH_RULE, sizes)
+    assert result.verdict == "pass"
+    assert len(result.defects) == 0 and result.undersized.labels == ["scratch"]
+
+
+def test_a_box_reaching_its_size_rule_fails_and_classes_without_a_rule_are_judged_by_score() -> None:
+    boxes, sizes = sized(["scratch", "hole"], [0.95, 0.2], [2.0, 0.1])
+    result = decide(boxes, SCRATCH_RULE, sizes)
+    assert result.verdict == "fail" and result.defects.labels == ["scratch"] and len(result.undersized) == 0
+    tiny_hole, hole_sizes = sized(["hole"], [0.95], [0.01])
+    assert decide(tiny_hole, SCRATCH_RULE, hole_sizes).verdict == "fail"  # hole has no rule
+
+
+def test_an_undersized_box_in_the_band_does_not_make_the_part_uncertain() -> None:
+    boxes, sizes = sized(["scratch", "scratch"], [0.45, 0.55], [1.0, 1.0])
+    result = decide(boxes, SCRATCH_RULE, sizes)
+    assert result.verdict == "pass" and len(result.uncertain) == 0
+    assert result.undersized.labels == ["scratch"]  # only the one at or above its threshold is reported
+
+
+def test_without_sizes_a_size_rule_cannot_pass_a_defect() -> None:
+    result = decide(dets(["scratch"], [0.95]), SCRATCH_RULE, None)  # no geometry for this camera
+    assert result.verdict == "fail" and result.defects.labels == ["scratch"] and len(result.undersized) == 0

@@ -9,10 +9,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from agent.config import ModelConfig, Settings
+from agent.config import ModelConfig, Settings, SizeRuleConfig
 from agent.detections import Detections
 from agent.detector.base import DetectorError
 from agent.detector.score_calibration import IDENTITY, ClassCalibration, ScoreCalibration
+from agent.measure import SizeRule
 from agent.model_choice import ModelChoice, choose_model, thresholds_for
 from agent.store.files import StoreError
 from agent.store.model_store import ModelStore
@@ -142,3 +143,11 @@ def test_the_daemons_detector_publishes_the_chosen_calibrations_scores(tmp_path:
     choice = ModelChoice(None, {}, "base", calibration=ScoreCalibration({"scratch": SCRATCH}))
     (dets,) = detector_from_settings(line, choice).detect([np.zeros((32, 32, 3), dtype=np.uint8)])
     assert dets.score.tolist() == pytest.approx([float(SCRATCH(0.2)), 0.2])  # scratch calibrated, hole raw
+
+
+def test_the_configs_size_rules_travel_with_the_thresholds(tmp_path: Path) -> None:
+    model = ModelConfig(path=tmp_path, size_rules={"scratch": SizeRuleConfig(min_length_mm=2.0),
+                                                   "stain": SizeRuleConfig(min_area_mm2=0.5)})
+    thresholds = thresholds_for(Settings(state_dir=tmp_path / "state", model=model), ModelChoice(None, {}, "base"))
+    assert thresholds.size_rules == {"scratch": SizeRule(min_length_mm=2.0), "stain": SizeRule(min_area_mm2=0.5)}
+

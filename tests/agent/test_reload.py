@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import CameraConfig, ModelConfig, MqttConfig, RecalibrationConfig, Settings
+from agent.config import CameraConfig, ModelConfig, MqttConfig, RecalibrationConfig, Settings, SizeRuleConfig
 from agent.reload import changed_keys, plan_reload
 
 
@@ -42,6 +42,13 @@ def test_scope_decides_what_is_read_and_whether_the_model_is_loaded() -> None:
     thresholds_only = before.model_copy(update={
         "model": before.model.model_copy(update={"default_threshold": 0.7, "uncertain_band": 0.1})})
     assert not plan_reload(before, thresholds_only, "config").load_model  # a decision change needs no model load
+    size_rules = before.model_copy(update={"model": before.model.model_copy(update={
+        "classes": ["hole"], "size_rules": {"hole": SizeRuleConfig(min_area_mm2=0.5)}})})
+    assert plan_reload(before, size_rules, "config").applied == ["model.classes", "model.size_rules"]
+    rules_only = size_rules.model_copy(update={"model": size_rules.model.model_copy(update={
+        "size_rules": {"hole": SizeRuleConfig(min_area_mm2=0.8)}})})
+    assert plan_reload(size_rules, rules_only, "config").applied == ["model.size_rules"]
+    assert not plan_reload(size_rules, rules_only, "config").load_model  # size rules decide: no model load
     assert plan_reload(before, thresholds_only, "all").load_model
     new_base = before.model_copy(update={"model": before.model.model_copy(update={"path": Path("other")})})
     assert plan_reload(before, new_base, "config").load_model

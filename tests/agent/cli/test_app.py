@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from agent.cli import app, build_app
 from agent.cli.app import COMMAND_ORDER, MODEL_COMMAND_ORDER, put_in_order
 
-TOP_LEVEL = ["run", "check-config", "detect", "demo", "evaluate", "finetune", "recalibrate", "data", "model", "queue",
-             "export"]
+TOP_LEVEL = ["run", "check-config", "detect", "demo", "evaluate", "finetune", "recalibrate", "calibrate", "data",
+             "model", "queue", "export"]
 MODEL = ["list", "add", "verify", "promote", "rollback", "set-base", "tiny", "train", "demo"]
 
 

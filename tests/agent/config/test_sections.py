@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.capture.sources import gstreamer_available
 from agent.config import ConfigError, ModelConfig, load_settings, topic_level
@@ -24,6 +25,12 @@ def write(tmp_path: Path, text: str) -> Path:
         ("commands: {require_signature: true}\n", "commands: require_signature is true but no hmac_key"),
         ("mqtt: {prefix: 'plant/+/x'}\n", "mqtt.prefix: prefix level"),
         ("model: {path: ./models/absent}\n", "model.path: model directory './models/absent' does not exist"),
+        ("model: {size_rules: {dent: {min_length_mm: 2}}}\n",
+         "model.size_rules: size rules for unknown classes ['dent']; classes are ['scratch', 'hole', 'stain']"),
+        ("model: {size_rules: {scratch: {}}}\n",
+         "model.size_rules.scratch: a size rule needs min_length_mm or min_area_mm2 (or both)"),
+        ("model: {size_rules: {scratch: {min_length_mm: 0}}}\n", "model.size_rules.scratch.min_length_mm"),
+        ("model: {size_rules: {scratch: {min_lenght_mm: 2}}}\n", "model.size_rules.scratch.min_lenght_mm"),
     ],
 )
 def test_invalid_files_are_refused_with_a_reason(tmp_path: Path, text: str, reason: str) -> None:
@@ -76,3 +83,24 @@ def test_genicam_settings_need_a_genicam_source_and_a_convertible_pixel_format(t
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, "cameras: [{name: a, source: 'synthetic:', genicam: {pixel_format: YUV}}]\n"))
     assert any("cameras.0.genicam.pixel_format" in line and "'YUV'" in line for line in caught.value.errors)
+
+
+def test_size_rules_and_a_camera_geometry_path_load_from_yaml(tmp_path: Path) -> None:
+    text = ("model: {size_rules: {scratch: {min_length_mm: 2}, stain: {min_area_mm2: 0.5, min_length_mm: 1}}}\n"
+            "cameras: [{name: cam0, geometry: /etc/edge-inspect/cam0.json}]\n")
+    settings = load_settings(write(tmp_path, text))
+    rules = settings.model.size_rules
+    assert (rules["scratch"].min_length_mm, rules["scratch"].min_area_mm2) == (2.0, None)
+    assert (rules["stain"].min_length_mm, rules["stain"].min_area_mm2) == (1.0, 0.5)
+    assert settings.cameras[0].geometry == Path("/etc/edge-inspect/cam0.json")
+    assert load_settings(write(tmp_path, "device_id: box\n")).cameras[0].geometry is None
+
+
+
+def test_the_size_rules_example_in_docs_cameras_md_is_a_valid_config(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "cameras.md").read_text()
+    example = yaml.safe_load(doc.split("### Size rules", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0])
+    example["model"]["path"] = str(tmp_path)
+    rules = load_settings(write(tmp_path, yaml.safe_dump(example))).model.size_rules
+    assert rules["scratch"].min_length_mm == 2 and rules["stain"].min_area_mm2 == 0.5
+    assert (rules["hole"].min_length_mm, rules["hole"].min_area_mm2) == (0.3, 0.05)

@@ -4,8 +4,10 @@ added, and every shape valid against the shipped schema."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -14,7 +16,9 @@ import pytest
 
 from agent.decide import Thresholds, decide
 from agent.detections import Detections
-from agent.publish.result import as_replay, build_result, result_schema, uncertain_boxes
+from agent.measure import SizeRule, box_sizes
+from agent.publish.result import as_replay, build_result, result_schema, uncertain_boxes, undersized_boxes
+from tests.fixtures.geometry import flat_geometry
 
 CLASSES = ("scratch", "hole")
 THRESHOLDS = Thresholds({"scratch": 0.5, "hole": 0.7}, band=0.1)
@@ -82,3 +86,60 @@ def test_a_replayed_result_is_flagged_keeps_its_identity_and_matches_the_schema(
 def test_a_payload_that_is_not_a_json_object_is_replayed_unchanged() -> None:
     assert as_replay(b"\x00binary") == b"\x00binary"
     assert as_replay(b"[1, 2]") == b"[1, 2]"
+
+
+SIZED = Thresholds({"scratch": 0.5, "hole": 0.7}, band=0.1, size_rules={"scratch": SizeRule(min_length_mm=2.0)})
+
+
+def sized_payload(dets: Detections, thresholds: Thresholds = SIZED) -> dict[str, Any]:
+    """A payload as the daemon builds it for a camera with a 0.1 mm/px geometry."""
+    geometry = flat_geometry(0.1, image_size=(100, 50))
+    decision = decide(dets, thresholds, box_sizes(geometry, dets))
+    return build_result(seq=1, msg_id="m1", device="box1", camera="cam0", frame_id=3, part_id=None,
+                        captured_at=time.time(), model="tiny", verdict=decision.verdict,
+                        detections=decision.defects, latency_ms=4.0, geometry=geometry,
+                        uncertain_boxes=uncertain_boxes(decision, thresholds, geometry),
+                        undersized_boxes=undersized_boxes(decision, thresholds, geometry))
+
+
+def test_with_a_geometry_every_published_box_carries_its_size_and_area() -> None:
+    dets = Detections.from_labels(["hole", "scratch"], [[0, 0, 20, 10], [30, 0, 60, 4]], CLASSES, (100, 50),
+                                  score=[0.95, 0.45])
+    result = sized_payload(dets, Thresholds({"scratch": 0.5, "hole": 0.7}, band=0.1))
+    assert result["defects"][0] == {"label": "hole", "score": 0.95, "box": [0.0, 0.0, 20.0, 10.0],
+                                         "box_norm": [0.0, 0.0, 0.2, 0.2], "size_mm": [2.0, 1.0], "area_mm2": 2.0}
+    result = sized_payload(dets[1:], Thresholds({"scratch": 0.5, "hole": 0.7}, band=0.1))
+    assert result["verdict"] == "uncertain"
+    assert result["uncertain_boxes"][0]["size_mm"] == [3.0, 0.4] and result["uncertain_boxes"][0]["area_mm2"] == 1.2
+    jsonschema.validate(result, result_schema())
+
+
+def test_a_box_below_its_size_rule_is_published_as_undersized_not_as_a_defect() -> None:
+    dets = Detections.from_labels(["scratch", "scratch"], [[0, 0, 15, 2], [0, 10, 40, 12]], CLASSES, (100, 50),
+                                  score=[0.9, 0.9])  # 1.5 mm and 4 mm long
+    result = sized_payload(dets)
+    assert result["verdict"] == "fail" and [d["size_mm"] for d in result["defects"]] == [[4.0, 0.2]]
+    assert result["undersized_boxes"] == [{"label": "scratch", "score": 0.9, "box": [0.0, 0.0, 15.0, 2.0],
+                                           "box_norm": [0.0, 0.0, 0.15, 0.04], "size_mm": [1.5, 0.2],
+                                           "area_mm2": 0.3, "size_rule": {"min_length_mm": 2.0}}]
+    jsonschema.validate(result, result_schema())
+    only_small = sized_payload(dets[:1])
+    assert only_small["verdict"] == "pass" and only_small["defects"] == [] and len(only_small["undersized_boxes"]) == 1
+    jsonschema.validate(only_small, result_schema())
+
+
+def test_the_schema_refuses_a_size_that_is_not_a_length_and_a_width() -> None:
+    result = sized_payload(Detections.from_labels(["hole"], [[0, 0, 20, 10]], CLASSES, (100, 50), score=[0.95]))
+    result["defects"][0]["size_mm"] = [2.0]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(result, result_schema())
+
+
+def test_the_result_examples_in_docs_mqtt_md_are_valid() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "mqtt.md").read_text()
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", doc, re.S)]
+    results = [e for e in examples if e.get("schema") == "edge-inspect.result/1"]
+    assert len(results) >= 3 and any("undersized_boxes" in r for r in results)
+    for result in results:
+        jsonschema.validate(result, result_schema())
+
