@@ -2,8 +2,9 @@
 
 Two fits: the intrinsics (camera matrix and lens distortion) from several views of the board, then the belt plane, a
 homography from undistorted pixels to mm, from one image of the board lying flat on the belt. OpenCV's class-based
-ArUco API, the same on 4.7+ and 5.x: `CharucoDetector.detectBoard` finds the corners, `board.matchImagePoints` pairs
-them with the board's points in mm, `cv2.calibrateCamera` fits (`cv2.aruco.calibrateCameraCharuco` is gone in 5).
+ArUco API, the same on 4.x and 5.x (tested with 4.10, 4.14 and 5.1): `CharucoDetector.detectBoard` finds the corners,
+`board.matchImagePoints` pairs them with the board's points in mm, `cv2.calibrateCamera` fits
+(`cv2.aruco.calibrateCameraCharuco` is gone in 5).
 The result is an `agent.geometry.CameraGeometry`, the file the daemon reads.
 """
 

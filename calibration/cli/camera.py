@@ -94,7 +94,12 @@ def camera_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
     report(geometry)
-    typer.echo(f"written: {write_geometry(path, geometry)} (the daemon reads it at start and on reload)")
+    try:
+        written = write_geometry(path, geometry)
+    except OSError as exc:  # e.g. the state dir belongs to the daemon's user: run as that user, or use --out
+        typer.echo(f"error: cannot write {path}: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"written: {written} (the daemon reads it at start and on reload)")
 
 
 def report(geometry: CameraGeometry) -> None:

@@ -65,6 +65,8 @@ def test_the_configs_geometry_path_or_out_says_where_it_goes(charuco_images, tmp
     assert unknown.exit_code == 2 and "no camera 'c' in" in flat(unknown.output)
     out = tmp_path / "out.json"
     assert runner.invoke(app, [*args[:-2], "--out", str(out)]).exit_code == 0 and out.is_file()
+    blocked = runner.invoke(app, [*args[:-2], "--out", str(out / "g.json")])  # a file where its folder would go
+    assert blocked.exit_code == 1 and f"error: cannot write {out / 'g.json'}" in blocked.stderr
 
 
 def test_images_without_enough_corners_exit_1_naming_each_image(charuco_images, tmp_path: Path) -> None:
