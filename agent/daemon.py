@@ -13,26 +13,19 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from agent import __version__
-from agent.capture.worker import CameraState, CaptureWorker, Frame, FrameQueue
+from agent.cameras import CameraSet
+from agent.capture.worker import CameraState, Frame, FrameQueue
 from agent.config import Settings, load_settings
-from agent.control.commands import (
-    CommandError,
-    CommandRouter,
-    RecalibrateCommand,
-    ReloadCommand,
-    authenticator_from_settings,
-)
-from agent.control.replay import replay_results
+from agent.daemon_commands import DaemonCommands
 from agent.decide import Thresholds
-from agent.detector.base import Detector, DetectorError, FrameError
-from agent.geometry import geometries_from_settings
+from agent.detector.base import Detector, FrameError
+from agent.flags import FlagDesk, RecentParts
+from agent.geometry import CameraGeometries, geometries_from_settings
 from agent.handshake import Handshake
 from agent.health.metrics import Metrics
 from agent.health.notify import Notifier, Watchdog
@@ -44,26 +37,23 @@ from agent.pictures import keeper_from_settings
 from agent.publish.mqtt import MqttPublisher
 from agent.publish.outbox import OutboxError, OutboxFull, open_outbox
 from agent.reload import ReloadPlan, Scope, plan_reload
-from agent.runs import write_recalibration_request
 from agent.sparkplug.hosting import start_sparkplug
 from agent.sparkplug.node import EdgeNode
 from agent.stage import Stage
 from agent.statedir import StateDir
-from agent.station.backend import CallbackBackend, CameraInfo
+from agent.station.backend import CallbackBackend
+from agent.station.link import StationLink
 from agent.station.live import LiveBoard
-from agent.store.files import StoreError
-
-if TYPE_CHECKING:  # the server stack is imported only when the station is enabled
-    from agent.station.server import StationServer
 
 log = structlog.get_logger("agent.daemon")
 
 BATCH_POLL_S = 0.2  # how long the inference loop waits for a first frame before checking for stop/reload
 LOOP_MAX_AGE_S = 30.0  # a loop that has not gone round for this long is reported dead to the watchdog
 RESULTS_PENDING = 2  # inspected batches waiting for the results stage before inference waits for it
+SHUTDOWN_WAITS_FOR_RELOAD_S = 30.0  # a reload under way (a model loading) finishes before the cameras stop
 
 
-class Daemon:
+class Daemon(DaemonCommands):
     """Owns every long-lived part; `run()` blocks until SIGTERM/SIGINT (or `stop()`), then drains and returns."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None,
@@ -77,12 +67,14 @@ class Daemon:
         self.notifier = Notifier()
         self.watchdog = Watchdog(self.notifier)
         self.frames = FrameQueue()
-        self.workers: dict[str, CaptureWorker] = {}
+        self.workers = CameraSet(self.frames, self.on_camera_status, self.metrics)
+        self.parts = RecentParts(settings.queue.flag_parts, settings.queue.flag_frames_bytes)  # for cmd/flag
         self._swap_lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # one reload at a time (cmd/reload, SIGHUP, the station, OPC UA)
         self.inference_beat = self.watchdog.register("inference", max_age_s=LOOP_MAX_AGE_S)
         self.board = LiveBoard(recent=settings.station.recent_frames)  # what the station's live page shows
         self.pictures = keeper_from_settings(settings.pictures, settings.state_dir, settings.station.enabled)
-        self.station: StationServer | None = None
+        self.station_link: StationLink | None = None
         self.opcua: OpcUaHost | None = None  # the OPC UA server, when enabled
         self.sparkplug: EdgeNode | None = None  # the Sparkplug B edge node, when enabled
         self.results: Stage[list[Inspected]] = Stage(
@@ -102,13 +94,14 @@ class Daemon:
                                        on_command=self._submit_command)
         self.handshake = Handshake(self.workers, self.publisher)  # trigger replies, parts in flight, result_ready
         self.publisher.on_delivered = self.handshake.delivered
+        self.flags = FlagDesk(self.parts, self.queue, lambda: set(self.workers), self.handshake.in_flight)
         self.router = self._build_router()
         self.publisher.start()
         self.results.start()
         self.router.start()
         self.opcua = start_opcua(self._opcua_parts())
         self.sparkplug = start_sparkplug(self.settings, self.outbox, self.handshake.trigger, self.watchdog)
-        self._start_cameras()
+        self.workers.start(self.settings.cameras, self.handshake)
         self._start_health()
         self._start_station()
         log.info("daemon ready", model=self.detector.version, model_source=self.choice.source,
@@ -121,57 +114,28 @@ class Daemon:
                            lambda: self.settings.model.adapter, self.handshake, self.reload_model,
                            self.detector.version)
 
-    def _build_router(self) -> CommandRouter:
-        c = self.settings.commands
-        key = c.hmac_key.get_secret_value().encode() if c.hmac_key is not None else None
-        router = CommandRouter(self.publisher.reply, self.publisher.topics.default_reply,
-                               authenticator_from_settings(c.require_signature, key, c.max_skew_s))
-        router.register("trigger", self.handshake.trigger)
-        router.register("reload", self.cmd_reload)
-        router.register("status", self.cmd_status)
-        router.register("recalibrate", self.cmd_recalibrate)
-        router.register("replay", lambda cmd: replay_results(self.outbox, self.publisher.publish_replayed, cmd))
-        return router
-
     def _submit_command(self, message: Any) -> None:
         self.router.submit_mqtt(message)
-
-    def _start_cameras(self) -> None:
-        for cam in self.settings.cameras:
-            worker = CaptureWorker(cam, self.frames, on_status=self.on_camera_status,
-                                   on_trigger_state=self.handshake.publish_state)
-            self.workers[cam.name] = worker
-            self.metrics.watch_camera(cam.name, self._camera_counters(worker))
-            worker.start()
-
-    @staticmethod
-    def _camera_counters(worker: CaptureWorker) -> Callable[[], dict[str, float]]:
-        return lambda: {**worker.counters.snapshot(), "online": int(worker.status == "online")}
 
     def _start_health(self) -> None:
         if self.settings.metrics.enabled:
             port = self.metrics.serve(self.settings.metrics.host, self.settings.metrics.port)
             log.info("metrics endpoint up", host=self.settings.metrics.host, port=port)
-        self.watchdog.register_probe("capture", lambda: all(w.loop_alive(LOOP_MAX_AGE_S)
-                                                            for w in self.workers.values()))
+        self.watchdog.register_probe("capture", lambda: self.workers.loops_alive(LOOP_MAX_AGE_S))
         self.watchdog.register_probe("mqtt", lambda: self.publisher.alive(LOOP_MAX_AGE_S))
         self.watchdog.start()
 
     def _start_station(self) -> None:
-        if not self.settings.station.enabled:
-            return  # so FastAPI and uvicorn (~10 MB) are never imported
-        from agent.station.hosting import start_station
-
         state = StateDir(self.settings.state_dir)
         backend = CallbackBackend(
-            self.readiness, self.camera_infos, lambda: self.detector.version,
+            self.readiness, self.workers.infos, lambda: self.detector.version,
             config_path_of=lambda: self.config_path,
             runs_dir_of=lambda: self.settings.recalibration.work_dir or state.recalibration,  # where runs write
             models_dir_of=lambda: state.models, reload_model_of=self.reload_model)
-        self.station = start_station(self.settings.station, self.settings.state_dir, backend, self.board, self.queue,
-                                     lambda entry: self.publisher.publish_event("audit", **entry), self.pictures.store)
-        if self.station is not None:  # results link their pictures only where a running station serves them
-            self.pictures.base_url = self.settings.station.base_url(self.station.port)
+        self.station_link = StationLink(self.settings.state_dir, backend, self.board, self.queue,
+                                        lambda entry: self.publisher.publish_event("audit", **entry))
+        self.station_link.start(self.settings.station, self.pictures.store)
+        self.pictures.base_url = self.station_link.base_url()  # pictures only where a running station serves them
 
     def reload_model(self) -> str:
         """The station's promote/rollback: serve the model store's current adapter now; returns the served version."""
@@ -181,11 +145,7 @@ class Daemon:
     def readiness(self) -> dict[str, bool]:
         """/readyz: a model is loaded, MQTT is connected, every camera is online."""
         return {"model": self.detector is not None, "mqtt": self.publisher.connected,
-                "cameras": all(w.status == "online" for w in self.workers.values())}
-
-    def camera_infos(self) -> dict[str, CameraInfo]:
-        return {name: CameraInfo(w.status or "starting", w.reason, w.counters.snapshot())
-                for name, w in self.workers.items()}
+                "cameras": self.workers.all_online()}
 
     def on_camera_status(self, state: CameraState) -> None:
         log.info("camera status", camera=state.camera, status=state.status, reason=state.reason)
@@ -201,7 +161,7 @@ class Daemon:
             while not self.stop_event.is_set():
                 if self.reload_event.is_set():
                     self.reload_event.clear()
-                    self._reload_quietly()
+                    threading.Thread(target=self._reload_quietly, name="reload", daemon=True).start()
                 self.step()
         finally:
             self.shutdown()
@@ -218,6 +178,8 @@ class Daemon:
 
     def finish_batch(self, items: list[Inspected]) -> None:
         """The results stage: store and publish the batch's results, offer its frames for learning, update gauges."""
+        for item in items:
+            self.parts.note(item)  # before its result goes out, so a flag sent on the result finds the part
         seqs = self.publish_results(items, [self.pictures.keep(i.decision, i.frame.image) for i in items])
         if self.opcua is not None:
             self.opcua.results(items, seqs)
@@ -288,9 +250,10 @@ class Daemon:
     def sample_for_learning(self, item: Inspected) -> None:
         limits = item.thresholds.for_classes(item.detections.class_names)
         evicted_before = self.queue.stats["evicted"]
-        offered = self.queue.offer(item.frame, item.detections, limits, model=item.model)
+        offered = self.queue.offer(item.frame, item.detections, limits, model=item.model, verdict=item.decision.verdict)
         if offered.entry is not None:
             log.info("frame queued for learning", camera=item.frame.camera, entry=offered.entry.id)
+            self.parts.queued(item, offered.entry.id)
         if self.queue.stats["evicted"] > evicted_before:  # the disk budget is full: reviewers are falling behind
             self.publisher.publish_event("queue_alarm", reason="disk budget full, oldest entries evicted",
                                          evicted=self.queue.stats["evicted"], depth=self.queue.depth(),
@@ -307,34 +270,54 @@ class Daemon:
 
     # ----- reload and commands ----------------------------------------------------------------------------------------
     def reload(self, scope: Scope = "all") -> dict[str, Any]:
-        """Apply what can change live (the `model` section, the model store's current adapter) and load the model;
-        swap only if that worked. Returns what changed, including the keys that wait for a restart (agent/reload.py).
-        """
-        self.notifier.reloading()
-        try:
-            plan = plan_reload(self.settings, self._reread_config(scope), scope)
-            choice, detector = self._load_model(plan)
-            geometries = geometries_from_settings(plan.settings, self.geometries)  # recalibrated cameras
-        except Exception as exc:
-            log.error("reload failed; the current model keeps serving", error=str(exc))
-            self.publisher.publish_event("reload_failed", error=str(exc), model=self.detector.version)
-            self.notifier.ready(status=f"reload failed; inspecting with {self.detector.version}")
-            raise
-        with self._swap_lock:
-            old, self.detector, self.choice = self.detector.version, detector, choice
-            self.settings, self.thresholds = plan.settings, thresholds_for(plan.settings, choice)
-            self.geometries = geometries
+        """Apply what can change live (agent/reload.py): the model and the store's current adapter, cameras, batching,
+        the learning queue, the station and pictures. The config is checked whole, the model loaded and the station
+        moved first: when any of that fails nothing is applied and the running config stays. Returns what changed,
+        including the keys that wait for a restart. The MQTT session is never touched."""
+        with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                loaded = load_settings(self.config_path) if self.config_path and scope != "model" else None
+                plan = plan_reload(self.settings, loaded, scope)
+                choice, detector = self._load_model(plan)
+                geometries = geometries_from_settings(plan.settings, self.geometries)  # recalibrated cameras
+                self._move_station(plan)
+            except Exception as exc:
+                log.error("reload failed; the running config and model stay", error=str(exc))
+                self.publisher.publish_event("reload_failed", error=str(exc), model=self.detector.version)
+                self.notifier.ready(status=f"reload failed; inspecting with {self.detector.version}")
+                raise
+            previous = self._apply(plan, choice, detector, geometries)
         summary = plan.summary(detector.version)
-        log.info("model reloaded", previous=old, **summary)
+        log.info("reloaded", previous=previous, **summary)
         if plan.restart_required:
             log.warning("config changes need a restart", restart_required=plan.restart_required)
-        self.publisher.publish_event("model_changed", previous=old, **summary)
+        self.publisher.publish_event("model_changed", previous=previous, **summary)
         self.notifier.ready(status=f"inspecting with {detector.version}")
         return summary
 
-    def _reread_config(self, scope: Scope) -> Settings | None:
-        """The config file again, when the scope includes it and the daemon was started from one."""
-        return load_settings(self.config_path) if self.config_path and scope != "model" else None
+    def _apply(self, plan: ReloadPlan, choice: ModelChoice, detector: Detector, geometries: CameraGeometries) -> str:
+        """Swap in what the plan changes (nothing here can fail); returns the model version served before."""
+        with self._swap_lock:
+            previous, self.detector, self.choice = self.detector.version, detector, choice
+            self.settings, self.thresholds = plan.settings, thresholds_for(plan.settings, choice)
+            self.geometries = geometries
+        q = plan.settings.queue
+        if plan.touches("queue"):
+            self.queue.reconfigure(q)
+            self.parts.resize(q.flag_parts, q.flag_frames_bytes)
+        if plan.cameras:
+            self.workers.apply(plan.cameras, plan.settings.cameras)
+            for name in plan.cameras.removed:
+                self.board.forget(name)
+        self.board.set_recent(plan.settings.station.recent_frames)
+        return previous
+
+    def _move_station(self, plan: ReloadPlan) -> None:
+        """New station or pictures settings (StationRefused: the station serves on its old ones, nothing applied)."""
+        if self.station_link is not None and (plan.touches("station") or plan.touches("pictures")):
+            s = plan.settings
+            self.pictures = self.station_link.follow(s.station, s.pictures, self.settings.pictures, self.pictures)
 
     def _load_model(self, plan: ReloadPlan) -> tuple[ModelChoice, Detector]:
         """A freshly loaded detector when the plan asks for one, else the serving one (thresholds-only change)."""
@@ -347,25 +330,6 @@ class Daemon:
         """SIGHUP: a failed reload is logged and announced by `reload`; the loop goes on with the old model."""
         with contextlib.suppress(Exception):  # any load failure leaves the current model serving
             self.reload()
-
-    def cmd_reload(self, cmd: ReloadCommand) -> dict[str, Any]:
-        try:
-            return self.reload(cmd.scope)
-        except (DetectorError, StoreError, ValueError, OSError) as exc:
-            raise CommandError(f"reload failed, current model {self.detector.version} keeps serving: {exc}") from exc
-
-    def cmd_status(self, _cmd: Any) -> dict[str, Any]:
-        return {
-            "state": "online", "version": __version__, "model": self.detector.version,
-            "cameras": {n: {"status": w.status, **w.counters.snapshot()} for n, w in self.workers.items()},
-            "outbox_depth": self.outbox.depth(), "queue_depth": self.queue.depth(),
-        }
-
-    def cmd_recalibrate(self, cmd: RecalibrateCommand) -> dict[str, Any]:
-        """Leave a request file for the recalibration unit (systemd .path) and announce it."""
-        path = write_recalibration_request(StateDir(self.settings.state_dir).recalibrate_request, cmd.reason, "mqtt")
-        self.publisher.publish_event("recalibration_requested", reason=cmd.reason)
-        return {"queued": True, "request": str(path)}
 
     # ----- shutdown ---------------------------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
@@ -381,10 +345,11 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop cameras, inspect what is already queued, deliver the outbox, publish `offline`, close the stores."""
         self.notifier.stopping()
-        if self.station is not None:
-            self.station.stop()
-        for worker in self.workers.values():
-            worker.stop(timeout=2.0)
+        if not self._reload_lock.acquire(timeout=SHUTDOWN_WAITS_FOR_RELOAD_S):  # kept: no reload starts a camera now
+            log.warning("a reload did not finish in time; stopping anyway")
+        if self.station_link is not None:
+            self.station_link.stop()
+        self.workers.stop_all(timeout=2.0)
         self.handshake.tick(stopping=True)  # parts still waiting for a frame will get none
         while self.step():
             pass

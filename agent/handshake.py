@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from agent.capture.triggers import HandshakeState, Part
+from agent.capture.triggers import HandshakeState, Part, TriggerQueue
 from agent.capture.worker import CaptureWorker, Frame
 from agent.control.commands import CommandError, TriggerCommand
 
@@ -47,6 +47,7 @@ class Handshake:
         self.workers = workers  # the daemon's dict, filled when the cameras start
         self.publisher = publisher
         self._stored: dict[int, _Stored] = {}  # outbox seq -> part
+        self._retired: dict[str, TriggerQueue] = {}  # cameras a reload removed or took out of trigger mode
         self._record = threading.Lock()  # a PUBACK must not overtake the record of its part's seq
         self.state_listeners: list[Callable[[HandshakeState], None]] = []  # besides MQTT: the OPC UA server
 
@@ -64,6 +65,17 @@ class Handshake:
             log.info("trigger refused", reason=answer.reason, **fields)
             raise CommandError(f"{answer.status}: {answer.reason}; nothing captured, retry", **fields)
         return {**fields, "position": answer.position, "capacity": worker.triggers.capacity}
+
+    def in_flight(self, camera: str, part_id: str) -> bool:
+        """Whether `part_id` is accepted on `camera` and has no published result or failure yet."""
+        queue = self._queue(camera)
+        return queue is not None and queue.holds(part_id)
+
+    # ----- reloads (commands thread) -------------------------------------------------------------------------------
+    def retire(self, queue: TriggerQueue) -> None:
+        """A reload removed the queue's camera or switched it to free-run: the parts still in flight keep their one
+        outcome (`result_ready` once the broker has their result, or `trigger_failed`); the queue goes after that."""
+        self._retired[queue.camera] = queue
 
     # ----- capture threads -----------------------------------------------------------------------------------------
     def publish_state(self, state: HandshakeState) -> None:
@@ -104,8 +116,8 @@ class Handshake:
             done = [(seq, item) for seq in seqs if (item := self._stored.pop(seq, None)) is not None]
         for seq, item in done:
             part = item.part
-            worker = self.workers[part.camera]
-            if worker.triggers is None or worker.triggers.finish(part.ticket) is None:
+            queue = self._queue(part.camera)
+            if queue is None or queue.finish(part.ticket) is None:
                 continue
             self.publisher.publish_event("result_ready", camera=part.camera, part_id=part.part_id, seq=seq,
                                          frame_id=part.frame_id, verdict=item.verdict)
@@ -115,23 +127,40 @@ class Handshake:
         """Announce the parts that lost their frame: camera offline, waited too long at `now`, or the daemon stops
         (every part still waiting)."""
         now = math.inf if stopping else (time.monotonic() if now is None else now)
-        for worker in self.workers.values():
-            if worker.triggers is None:
-                continue
-            for part, reason in worker.triggers.expire(now):
+        for queue in self._queues():
+            for part, reason in queue.expire(now):
                 self._announce_failure(part, "daemon stopping" if stopping else reason)
+        self._forget_settled()
+
+    def _queues(self) -> list[TriggerQueue]:
+        """Every trigger queue with parts that may be in flight: the cameras' and the retired ones."""
+        queues = [w.triggers for w in self.workers.values() if w.triggers is not None]
+        return queues + [q for q in list(self._retired.values()) if all(q is not mine for mine in queues)]
+
+    def _queue(self, camera: str) -> TriggerQueue | None:
+        worker = self.workers.get(camera)
+        if worker is not None and worker.triggers is not None:
+            return worker.triggers
+        return self._retired.get(camera)
+
+    def _forget_settled(self) -> None:
+        """Retired queues without parts in flight, or taken up again by their camera, are done with."""
+        for camera, queue in list(self._retired.items()):
+            worker = self.workers.get(camera)
+            if queue.state().results_pending == 0 or (worker is not None and worker.triggers is queue):
+                self._retired.pop(camera, None)
 
     def _part_of(self, frame: Frame) -> Part | None:
-        worker = self.workers.get(frame.camera)
-        if frame.trigger is None or worker is None or worker.triggers is None:
+        queue = self._queue(frame.camera)
+        if frame.trigger is None or queue is None:
             return None
-        return worker.triggers.find(frame.trigger)
+        return queue.find(frame.trigger)
 
     def _failed(self, camera: str, ticket: int | None, reason: str) -> None:
-        worker = self.workers.get(camera)
-        if ticket is None or worker is None or worker.triggers is None:
+        queue = self._queue(camera)
+        if ticket is None or queue is None:
             return
-        part = worker.triggers.fail(ticket)
+        part = queue.fail(ticket)
         if part is not None:
             self._announce_failure(part, reason)
 

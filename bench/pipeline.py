@@ -337,12 +337,17 @@ def measure_side(daemon: Daemon, args: argparse.Namespace, side: str, client: Cl
     return {**result, "client": client_rates(seen, window)} if seen is not None else result
 
 
+def station_of(daemon: Daemon) -> Any:
+    """The daemon's running station server, or None."""
+    return daemon.station_link.server if daemon.station_link is not None else None
+
+
 def station_daemon(args: argparse.Namespace, setup: SideSetup, password: str | None) -> Daemon:
     """A started daemon on the setup's camera; with a password, its station is on with a technician who has it."""
     station = station_section(password) if password is not None else None
     daemon = Daemon(make_settings(setup.state, args, setup.frames_dir, setup.broker_port, setup.camera_fps, station))
     daemon.start()
-    if password is not None and daemon.station is None:
+    if password is not None and station_of(daemon) is None:
         daemon.shutdown()
         raise RuntimeError("the station did not start (see the log)")
     return daemon
@@ -368,14 +373,13 @@ def station_window(daemon: Daemon, args: argparse.Namespace, side: str, password
     """Stop the station for an off window; for an on window start it as the daemon's start-up does (when it is
     not running) and let a fresh client log in; then measure."""
     if side == "off":
-        if daemon.station is not None:
-            daemon.station.stop()
-            daemon.station = None
+        if daemon.station_link is not None:
+            daemon.station_link.stop()
         return measure_side(daemon, args, side, None)
-    if daemon.station is None:
+    if station_of(daemon) is None:
         daemon._start_station()
-    assert daemon.station is not None, "the station did not start (see the log)"
-    return measure_side(daemon, args, side, ClientProcess(daemon.station.url, password))
+    assert station_of(daemon) is not None, "the station did not start (see the log)"
+    return measure_side(daemon, args, side, ClientProcess(station_of(daemon).url, password))
 
 
 def run_station_side(args: argparse.Namespace, side: str, setup: SideSetup) -> dict[str, Any]:
@@ -383,7 +387,7 @@ def run_station_side(args: argparse.Namespace, side: str, setup: SideSetup) -> d
     password = secrets.token_urlsafe(16) if side == "on" else None
     daemon = station_daemon(args, setup, password)
     try:
-        client = ClientProcess(daemon.station.url, password) if daemon.station and password else None
+        client = ClientProcess(station_of(daemon).url, password) if station_of(daemon) and password else None
         return measure_side(daemon, args, side, client)
     finally:
         daemon.stop()

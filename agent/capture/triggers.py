@@ -153,6 +153,20 @@ class TriggerQueue:
                 self._lost.append((waiting, "the camera went offline before its frame"))
             self._changed()
 
+    def reconfigure(self, capacity: int, acquire_timeout_s: float) -> None:
+        """New limits from a reload that restarted the camera; the parts in flight, tickets and counters go on (a
+        capacity below the parts in flight refuses triggers as `overflow` until enough have finished)."""
+        if capacity < 1:
+            raise ValueError(f"trigger queue of camera {self.camera!r}: capacity {capacity} must be at least 1")
+        with self._lock:
+            self.capacity, self.acquire_timeout_s = capacity, acquire_timeout_s
+            self._changed()
+
+    def holds(self, part_id: str) -> bool:
+        """Whether a part with this id is in flight (accepted, no published result or failure yet)."""
+        with self._lock:
+            return any(p.part_id == part_id for p in self._parts.values())
+
     def announce(self) -> None:
         """Hand the current state to `on_change` (at start, so the line sees `ready: false` before any frame)."""
         with self._lock:

@@ -1,7 +1,8 @@
 """One supervised capture thread per camera: open, read, pace, reconnect, count; never blocks on the consumer.
 
-Frames go into a `FrameQueue` that keeps at most `queue_size` frames per camera and evicts the oldest when full
-(counted as `dropped`), so a slow detector costs frames, never memory, and capture never waits for it.
+Frames go into a `FrameQueue` (agent/capture/frames.py) that keeps at most `queue_size` frames per camera and evicts
+the oldest when full (counted as `dropped`), so a slow detector costs frames, never memory, and capture never waits
+for it.
 
 - `free-run`: every captured frame (at most `fps` per second) is offered to the queue.
 - `trigger`: `trigger(part_id)` answers at once through the camera's `TriggerQueue` (agent/capture/triggers.py):
@@ -11,7 +12,8 @@ Frames go into a `FrameQueue` that keeps at most `queue_size` frames per camera 
 
 Supervision: a source that raises `SourceError`, or gives no usable frame for `no_frame_timeout_s`, is closed and
 reopened with exponential backoff between `reconnect_min_s` and `reconnect_max_s`. The camera's status
-(`online`/`offline`/`disabled`) is reported to `on_status` whenever it changes.
+(`online`/`offline`/`disabled`, and `retired` once a reload removed it) is reported to `on_status` whenever it
+changes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ import cv2
 import numpy as np
 import structlog
 
+from agent.capture.frames import Frame, FrameQueue
 from agent.capture.registry import create_source
 from agent.capture.sources import (
     CorruptFrame,
@@ -39,23 +41,11 @@ from agent.capture.sources import (
 )
 from agent.capture.triggers import Answer, Expectation, StateCallback, TriggerQueue
 
-CameraStatus = Literal["online", "offline", "disabled"]
+CameraStatus = Literal["online", "offline", "disabled", "retired"]  # retired: removed from the config by a reload
 _log = structlog.get_logger("agent.capture")
 _POLL_S = 0.02  # how often an idle loop (no frame available) looks again and notices stop()
 CORRUPT_LOG_INTERVAL_S = 10.0  # at most one "corrupt frame skipped" line per camera this often
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One captured frame. `frame_id` counts up per camera (also across reconnects)."""
-
-    camera: str
-    frame_id: int
-    captured_at: datetime
-    image: Image
-    part_id: str | None = None
-    expect: Expectation | None = None  # what the line says the part is (a trigger's `expect`), if it says
-    trigger: int | None = None  # the accepted trigger's ticket (TriggerQueue); such a frame is never evicted
+__all__ = ["CameraState", "CaptureCounters", "CaptureWorker", "Frame", "FrameQueue", "acquire_timeout_s", "as_bgr"]
 
 
 @dataclass
@@ -86,83 +76,6 @@ class CameraState:
 StatusCallback = Callable[[CameraState], None]
 
 
-class FrameQueue:
-    """Frames from several cameras, at most `maxsize` per camera, oldest evicted first; safe across threads.
-
-    A triggered frame is never evicted: a slot holding nothing else grows past `maxsize` (the camera's trigger queue
-    bounds it), so an accepted part always reaches the detector.
-
-    Readers take frames round-robin across cameras, so one fast camera cannot starve the others.
-    """
-
-    def __init__(self) -> None:
-        self._frames: dict[str, deque[Frame]] = {}
-        self._maxsize: dict[str, int] = {}
-        self._cameras: list[str] = []
-        self._next = 0  # round-robin position in `_cameras`
-        self._cond = threading.Condition()
-
-    def add_camera(self, camera: str, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError(f"queue size {maxsize} for camera {camera!r}: must be at least 1")
-        with self._cond:
-            if camera in self._frames:
-                raise ValueError(f"camera {camera!r} is already attached to this frame queue")
-            self._frames[camera] = deque()
-            self._maxsize[camera] = maxsize
-            self._cameras.append(camera)
-
-    def put(self, frame: Frame) -> Frame | None:
-        """Queue a frame without ever blocking; returns the frame it evicted, if the camera's slot was full."""
-        with self._cond:
-            slot = self._frames[frame.camera]
-            evicted = None
-            if len(slot) >= self._maxsize[frame.camera]:
-                evicted = next((f for f in slot if f.trigger is None), None)  # the oldest untriggered frame
-                if evicted is not None:
-                    slot.remove(evicted)
-            slot.append(frame)
-            self._cond.notify()
-            return evicted
-
-    def get(self, timeout: float | None = None) -> Frame | None:
-        """The next waiting frame, or None after `timeout` seconds."""
-        with self._cond:
-            if not self._cond.wait_for(self._has_frames, timeout):
-                return None
-            return self._pop()
-
-    def get_batch(self, max_frames: int, timeout: float | None, window_s: float) -> list[Frame]:
-        """Up to `max_frames`: waits `timeout` for the first, then at most `window_s` more to fill the batch."""
-        first = self.get(timeout)
-        if first is None:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + window_s
-        with self._cond:
-            while len(batch) < max_frames:
-                if not self._cond.wait_for(self._has_frames, max(0.0, deadline - time.monotonic())):
-                    break
-                batch.append(self._pop())
-        return batch
-
-    def depth(self) -> int:
-        with self._cond:
-            return sum(len(slot) for slot in self._frames.values())
-
-    def _has_frames(self) -> bool:
-        return any(self._frames.values())
-
-    def _pop(self) -> Frame:
-        for step in range(len(self._cameras)):
-            index = (self._next + step) % len(self._cameras)
-            slot = self._frames[self._cameras[index]]
-            if slot:
-                self._next = index + 1
-                return slot.popleft()
-        raise LookupError("no frame waiting")  # callers hold the lock and checked _has_frames first
-
-
 class CaptureWorker:
     """Supervises one camera's source in a daemon thread. Start with `start()`, stop with `stop()`."""
 
@@ -173,25 +86,34 @@ class CaptureWorker:
         on_status: StatusCallback | None = None,
         source: FrameSource | None = None,
         on_trigger_state: StateCallback | None = None,
+        previous: CaptureWorker | None = None,
     ) -> None:
+        """`previous`: the stopped worker this one replaces (a camera a reload restarted or added back): frame ids and
+        counters go on from it, and in trigger mode its trigger queue too (its parts in flight keep their outcome)."""
         self.cfg = camera
         self.name: str = camera.name
         self.frames = frames if frames is not None else FrameQueue()
         self.frames.add_camera(self.name, camera.queue_size)
-        self.counters = CaptureCounters()
+        self.counters: CaptureCounters = replace(previous.counters, fps=0.0) if previous else CaptureCounters()
         self.status: CameraStatus | None = None
         self.reason = ""  # why the camera is in its status (shown by the station)
         self._on_status = on_status
         self._source = source if source is not None else create_source(camera)  # never raises: offline instead
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._next_frame_id = 0
+        self._next_frame_id: int = previous._next_frame_id if previous is not None else 0
+        self._final: tuple[CameraStatus, str] = ("offline", "stopped")  # the status stop() leaves
         self._heartbeat = time.monotonic()
-        self.triggers = TriggerQueue(self.name, camera.trigger_queue, acquire_timeout_s(camera),
-                                     on_trigger_state) if camera.mode == "trigger" else None
+        self.triggers = self._trigger_queue(previous, on_trigger_state) if camera.mode == "trigger" else None
         self._last_emit: float | None = None
         self._corrupt_logged_at: float | None = None
         self._corrupt_logged_count = 0
+
+    def _trigger_queue(self, previous: CaptureWorker | None, on_change: StateCallback | None) -> TriggerQueue:
+        if previous is None or previous.triggers is None:
+            return TriggerQueue(self.name, self.cfg.trigger_queue, acquire_timeout_s(self.cfg), on_change)
+        previous.triggers.reconfigure(self.cfg.trigger_queue, acquire_timeout_s(self.cfg))
+        return previous.triggers
 
     # ----- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -205,11 +127,16 @@ class CaptureWorker:
         self._thread = threading.Thread(target=self._supervise, name=f"capture-{self.name}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask the thread to finish and wait for it (an OpenCV open in progress may take up to its open timeout)."""
+    def stop(self, timeout: float | None = None, status: CameraStatus = "offline", reason: str = "stopped") -> None:
+        """Ask the thread to finish and wait for it (an OpenCV open in progress may take up to its open timeout);
+        the camera then reports `status` with `reason` (a thread still in a blocking call does so when it ends)."""
+        self._final = (status, reason)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout if timeout is not None else self.cfg.open_timeout_s + 2.0)
+        never_started = self._thread is None and status != "offline"  # a disabled camera stays "disabled" on shutdown
+        if never_started or (self._thread is not None and not self._thread.is_alive()):
+            self._set_status(status, reason)  # (a loop that ended by itself, e.g. its file source finished, said why)
 
     def loop_alive(self, max_age_s: float) -> bool:
         """For the watchdog: the thread runs and went round its loop within `max_age_s` (disabled: always true)."""
@@ -262,7 +189,7 @@ class CaptureWorker:
                 backoff = self.cfg.reconnect_min_s  # it worked for a while: start backing off from scratch
             backoff = self._sleep_backoff(backoff)
         self._close_source()
-        self._set_status("offline", "stopped")
+        self._set_status(*self._final)
 
     def _pump(self) -> str:
         """Read frames until the source fails, stays silent too long, or stop(); returns why it ended."""

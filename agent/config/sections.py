@@ -288,6 +288,14 @@ class QueueConfig(_Section):
         default=0.2, ge=0, le=1, description="Share of reviewed frames held out as the golden set that judges models "
         "(stable by frame hash; the station's golden toggle overrides it per frame)"
     )
+    flag_parts: int = Field(
+        default=1000, ge=0, le=100000, description="cmd/flag: inspected parts (with a part_id) remembered per camera, "
+        "so the line can flag one as bad after its result (older ones are answered 'forgotten')"
+    )
+    flag_frames_bytes: int = Field(
+        default=256 * MiB, ge=0, description="cmd/flag: memory for the frames of remembered pass/uncertain parts, "
+        "newest kept (a frame is about width x height x 3 bytes); a part whose frame was let go cannot be queued"
+    )
 
 
 class PicturesConfig(_Section):

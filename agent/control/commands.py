@@ -49,8 +49,20 @@ class TriggerCommand(_Command):
     camera: str = Field(min_length=1, description="Camera (in trigger mode) that inspects its next frame")
     part_id: str | None = Field(default=None, max_length=128, description="Echoed in the result's part_id")
     expect: Literal["pass", "fail"] | None = Field(
-        default=None, description="What the line knows the part is; a 'pass' verdict on a 'fail' part is queued "
-        "for review as a miss (the flagged-miss sampler)")
+        default=None, description="What the line knows the part is ('defect' is a synonym of 'fail'); a pass or "
+        "uncertain verdict on a 'fail' part is queued for review as a miss (the flagged-miss sampler)")
+
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _defect_means_fail(cls, expect: Any) -> Any:
+        return "fail" if expect == "defect" else expect
+
+
+class FlagCommand(_Command):
+    camera: str = Field(min_length=1, description="Camera that inspected the part")
+    part_id: str = Field(min_length=1, max_length=128, description="The part's id, as its trigger gave it")
+    reason: str | None = Field(default=None, max_length=500, description="Why the line knows it is bad (e.g. "
+                               "'leak test failed'); kept with the learning queue entry")
 
 
 class ReloadCommand(_Command):
@@ -90,6 +102,7 @@ COMMAND_MODELS: dict[str, type[_Command]] = {
     "status": StatusCommand,
     "recalibrate": RecalibrateCommand,
     "replay": ReplayCommand,
+    "flag": FlagCommand,
 }
 
 Handler = Callable[[Any], "dict[str, Any] | None"]

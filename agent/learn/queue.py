@@ -79,18 +79,29 @@ class LearningQueue:
         with self._lock:
             self._db.close()
 
+    def reconfigure(self, config: Any) -> None:
+        """A reload's new `QueueConfig`: samplers, quotas, budget and dedup apply from the next offer on (the quota
+        windows keep what they counted; a smaller budget evicts at the next stored frame)."""
+        samplers = build_samplers(config)
+        with self._lock:
+            self.cfg, self.samplers = config, samplers
+            self.quota.set_limits(config.per_minute, config.per_hour, config.per_day)
+
     # ----- offering frames ----------------------------------------------------------------------------------------
     def offer(self, frame: Frame, detections: Detections, thresholds: Mapping[str, float],
-              flagged: bool | None = None, model: str = "") -> OfferResult:
+              flagged: bool | None = None, model: str = "", flag_reason: str | None = None,
+              verdict: str | None = None) -> OfferResult:
         """Queue `frame` if a sampler wants it and quota, duplicates and disk allow; never raises on storage errors.
 
-        `flagged` defaults to whether the frame's trigger said the part is bad (`frame.expect == "fail"`).
+        `flagged` defaults to whether the frame's trigger said the part is bad (`frame.expect == "fail"`);
+        `flag_reason` is the line's why (`cmd/flag`), kept in the entry's reason; `verdict` the daemon's on the frame.
         """
         self.stats["offered"] += 1
         if not self.cfg.enabled:
             return self._skip("disabled", "queue disabled in config")
         flag = frame.expect == "fail" if flagged is None else flagged
-        reasons = [r for s in self.samplers if (r := s.reason(Candidate(detections, thresholds, flag)))]
+        candidate = Candidate(detections, thresholds, flag, flag_reason, verdict)
+        reasons = [r for s in list(self.samplers) if (r := s.reason(candidate))]
         if not reasons:
             return self._skip("not-sampled", "no sampler selected this frame")
         over = self.quota.exceeded()
@@ -236,6 +247,13 @@ class LearningQueue:
             self._require_ids([r.entry_id for r in records])
             self._db.executemany("UPDATE entries SET status = ?, labels = ?, verified = ?, reviewer = ?, "
                                  "reviewed_at = ? WHERE id = ?", rows)
+
+    def add_reason(self, entry_id: int, reason: str) -> QueueEntry:
+        """Add a reason to a queued entry (the line flagged a part already queued for another reason)."""
+        with self._lock, self._db:
+            self._require_ids([entry_id])
+            self._db.execute("UPDATE entries SET reason = reason || '; ' || ? WHERE id = ?", (reason, entry_id))
+        return self.get(entry_id)
 
     def set_golden(self, entry_id: int, golden: bool | None) -> QueueEntry:
         """The manual golden toggle: True golden, False training, None back to the frame hash's assignment."""

@@ -6,8 +6,9 @@ ones a `QueueConfig.samplers` list names. Built in:
 
 - `threshold-band`: some box scores within `band` of its class threshold (the model was unsure either way).
   It only fires for boxes below the threshold if the detector reports them; pass the unfiltered detections.
-- `flagged-miss`: the line flagged the part as bad (e.g. a trigger with `expect="fail"`) but no box reached its
-  threshold, i.e. the model would have passed a bad part.
+- `flagged-miss`: the line flagged the part as bad (a trigger with `expect: "fail"`/`"defect"`, or `cmd/flag` after
+  its result) but the verdict was `pass` or `uncertain` (without a verdict: no box reached its threshold), i.e. the
+  model passed, or was unsure about, a bad part.
 - `random`: a share `random_rate` of all frames, to keep an unbiased sample of normal production.
 
 Quotas (`RateQuota`) cap how many frames per minute/hour/day are queued, whatever the samplers say.
@@ -33,6 +34,8 @@ class Candidate:
     detections: Detections
     thresholds: Mapping[str, float]
     flagged: bool = False
+    flag_reason: str | None = None  # the line's why, when it gave one (`cmd/flag`)
+    verdict: str | None = None  # the daemon's verdict on the frame, when known (pass / fail / uncertain)
 
     def threshold(self, label: str) -> float:
         try:
@@ -73,12 +76,20 @@ class FlaggedMissSampler:
     name = "flagged-miss"
 
     def reason(self, candidate: Candidate) -> str | None:
+        """A flagged part the box did not fail: its verdict was pass or uncertain (without a verdict: no box reached
+        its threshold)."""
         if not candidate.flagged:
             return None
-        hits = [box for box in candidate.detections if box.score >= candidate.threshold(box.label)]
-        if hits:
+        if candidate.verdict is not None:
+            if candidate.verdict == "fail":
+                return None
+            said = f"the box said {candidate.verdict}"
+        elif any(box.score >= candidate.threshold(box.label) for box in candidate.detections):
             return None
-        return f"{self.name}: the line flagged this part as bad but no defect reached its threshold"
+        else:
+            said = "no defect reached its threshold"
+        why = f" ({candidate.flag_reason})" if candidate.flag_reason else ""
+        return f"{self.name}: the line flagged this part as bad{why} but {said}"
 
 
 class RandomSampler:
@@ -149,6 +160,11 @@ class RateQuota:
                 if used >= self.limits[window]:
                     return f"per-{window} quota of {self.limits[window]} reached"
             return None
+
+    def set_limits(self, per_minute: int, per_hour: int, per_day: int) -> None:
+        """New caps (a reload); the admissions already counted stay counted."""
+        with self._lock:
+            self.limits = {"minute": per_minute, "hour": per_hour, "day": per_day}
 
     def record(self) -> None:
         with self._lock:

@@ -31,17 +31,25 @@ def start_station(config: StationConfig, state_dir: Path, backend: StationBacken
                   pictures: PictureStore | None = None) -> StationServer | None:
     """The running station server, or None when it is disabled or could not start (logged with the reason).
     `pictures`: the fail/uncertain pictures results link to (None: /api/pictures answers 404)."""
+    try:
+        return open_station(config, state_dir, backend, board, queue, on_audit, pictures)
+    except (OSError, ValueError) as exc:  # e.g. the port is taken: inspection goes on without the station
+        log.error("station not started; the daemon inspects without it", host=config.host, port=config.port,
+                  error=str(exc))
+        return None
+
+
+def open_station(config: StationConfig, state_dir: Path, backend: StationBackend, board: LiveBoard,
+                 queue: LearningQueue | None = None, on_audit: AuditCallback | None = None,
+                 pictures: PictureStore | None = None) -> StationServer | None:
+    """`start_station`, but a station that cannot start raises (OSError, ValueError) instead: a reload that moves
+    the station must know."""
     if not config.enabled:
         return None
     config = with_initial_admin(config, state_dir)
     audit = AuditLog.in_state_dir(state_dir, on_entry=on_audit)
     server = StationServer(create_app(config, backend, board, audit, queue, pictures), config)
-    try:
-        server.start()
-    except (OSError, ValueError) as exc:  # e.g. the port is taken: inspection goes on without the station
-        log.error("station not started; the daemon inspects without it", host=config.host, port=config.port,
-                  error=str(exc))
-        return None
+    server.start()
     return server
 
 

@@ -106,6 +106,18 @@ class LiveBoard:
                 cam.recent.append((cam.recent_ids, _Shot(frame_id, captured_at, verdict, detections, image)))
             self._advance_shown(cam)
 
+    def forget(self, camera: str) -> None:
+        """A camera a reload removed: the live page no longer shows it."""
+        with self._lock:
+            self._cameras.pop(camera, None)
+
+    def set_recent(self, recent: int) -> None:
+        """Keep `recent` fail/uncertain frames per camera from now on (a reload; the newest already kept stay)."""
+        with self._lock:
+            self.recent_size = recent
+            for cam in self._cameras.values():
+                cam.recent_size, cam.recent = recent, deque(cam.recent, maxlen=recent)
+
     # ----- the viewers' side ------------------------------------------------------------------------------------------
     def cameras(self) -> list[str]:
         with self._lock:

@@ -1,5 +1,6 @@
-"""Reload: only the `model` section and the model store's `current` adapter change live, the reply names the keys
-that wait for a restart; end to end, the running daemon hot-swaps a promoted adapter, keeps its MQTT session, and
+"""Reload: the `model` section and the model store's `current` adapter change live (the other live sections:
+tests/agent/test_daemon_live_reload.py), the reply names the keys that wait for a restart, a config that does not
+validate is refused whole; end to end, the running daemon hot-swaps a promoted adapter, keeps its MQTT session, and
 refuses a corrupt adapter while the old model keeps serving."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from agent.config import load_settings
-from agent.control.commands import ReloadCommand
+from agent.control.commands import CommandError, ReloadCommand
 from agent.daemon import Daemon
 from agent.detections import Detections
 from agent.model_choice import ModelChoice
@@ -71,16 +72,30 @@ def test_reload_applies_the_model_section_and_names_what_needs_a_restart(idle: A
     daemon, config, events, loads = idle
     config["model"]["thresholds"] = {"hole": 0.2}
     config["mqtt"]["port"] = 1884
-    config["cameras"].append({"name": "cam1", "source": "synthetic:seed=2"})
+    config["metrics"] = {"port": 9999}
     write_yaml(daemon.config_path, config)
 
     reply = daemon.cmd_reload(ReloadCommand())
 
     assert reply == {"model": "model#2", "scope": "all", "applied": ["model.thresholds"],
-                     "restart_required": ["cameras", "mqtt.port"]}
+                     "restart_required": ["mqtt.port", "metrics.port"],
+                     "cameras": {"added": [], "removed": [], "restarted": []}}
     assert daemon.thresholds.for_classes(["hole"]) == {"hole": 0.2} and len(loads) == 2
-    assert daemon.settings.mqtt.port == 1883 and [c.name for c in daemon.settings.cameras] == ["cam0"]
+    assert daemon.settings.mqtt.port == 1883 and daemon.settings.metrics.port == 9108
     assert events.events == [("model_changed", {"previous": "model#1", **reply})]
+
+
+def test_a_config_that_does_not_validate_is_refused_whole_and_nothing_changes(idle: Any) -> None:
+    daemon, config, events, loads = idle
+    config["model"]["thresholds"] = {"hole": 0.2}
+    config["cameras"].append({"name": "cam0", "source": "synthetic:seed=2"})
+    write_yaml(daemon.config_path, config)
+    running = daemon.settings
+    with pytest.raises(CommandError, match=r"duplicate camera names \['cam0'\]") as refused:
+        daemon.cmd_reload(ReloadCommand())
+    assert "the running config stays" in str(refused.value)
+    assert daemon.settings is running and daemon.settings.model.thresholds == {"hole": 0.5} and len(loads) == 1
+    assert [kind for kind, _ in events.events] == ["reload_failed"]
 
 
 def test_scope_config_changes_thresholds_without_loading_the_model(idle: Any) -> None:
@@ -98,7 +113,8 @@ def test_scope_model_reads_the_store_but_not_the_config_file(idle: Any) -> None:
     config["mqtt"]["port"] = 1999
     write_yaml(daemon.config_path, config)
     reply = daemon.cmd_reload(ReloadCommand(scope="model"))
-    assert reply == {"model": "model#2", "scope": "model", "applied": [], "restart_required": []}
+    assert reply == {"model": "model#2", "scope": "model", "applied": [], "restart_required": [],
+                     "cameras": {"added": [], "removed": [], "restarted": []}}
     assert daemon.settings.model.thresholds == {"hole": 0.5} and len(loads) == 2
 
 

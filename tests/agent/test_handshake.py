@@ -129,3 +129,24 @@ def test_storing_outside_recording_is_a_bug_caught_at_once(line) -> None:
     handshake, _worker, _publisher = line
     with pytest.raises(RuntimeError, match="outside recording"):
         handshake.stored([])
+
+
+def test_the_parts_of_a_camera_a_reload_removed_still_get_their_one_outcome(line) -> None:
+    handshake, worker, publisher = line
+    inspected = frame_of(handshake.trigger(TriggerCommand(camera="gate", part_id="P-1")), worker, 3)
+    handshake.trigger(TriggerCommand(camera="gate", part_id="P-2"))  # still waits for its frame
+    queue = worker.triggers
+    del handshake.workers["gate"]  # the reload removed the camera (CameraSet), retired its queue, stopped it
+    handshake.retire(queue)
+    queue.set_online(False)
+    with pytest.raises(CommandError, match="unknown camera 'gate'"):
+        handshake.trigger(TriggerCommand(camera="gate", part_id="P-3"))
+    assert not handshake.in_flight("gate", "P-9") and handshake.in_flight("gate", "P-1")
+    with handshake.recording():
+        handshake.stored([(inspected, "pass", 12)])
+    handshake.tick()
+    handshake.delivered([12])
+    outcomes = [(kind, f["part_id"]) for kind, f in publisher.events]
+    assert outcomes == [("trigger_failed", "P-2"), ("result_ready", "P-1")]
+    handshake.tick()
+    assert not handshake.in_flight("gate", "P-1") and handshake._retired == {}  # settled: the queue is let go

@@ -1,11 +1,22 @@
-"""What a reload applies live (the `model` section) and what it names as needing a restart."""
+"""What a reload applies live (model, cameras, batch, queue, station, pictures) and what it names as needing a
+restart."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import CameraConfig, ModelConfig, MqttConfig, RecalibrationConfig, Settings, SizeRuleConfig
-from agent.reload import changed_keys, plan_reload
+from agent.config import (
+    CameraConfig,
+    ModelConfig,
+    MqttConfig,
+    QueueConfig,
+    RecalibrationConfig,
+    Settings,
+    SizeRuleConfig,
+)
+from agent.config.opcua import OpcUaConfig
+from agent.reload import OPCUA_CAMERAS, camera_changes, changed_keys, plan_reload
+from agent.station.config import StationConfig
 
 
 def running() -> Settings:
@@ -21,7 +32,7 @@ def test_changed_keys_are_dotted_and_lists_count_as_one_key() -> None:
     assert changed_keys(before, running()) == []
 
 
-def test_only_the_model_section_changes_the_rest_is_named_for_a_restart() -> None:
+def test_the_model_section_changes_live_mqtt_and_the_like_are_named_for_a_restart() -> None:
     before = running()
     loaded = before.model_copy(update={
         "model": before.model.model_copy(update={"thresholds": {"hole": 0.3}, "adapter": Path("lora")}),
@@ -34,7 +45,8 @@ def test_only_the_model_section_changes_the_rest_is_named_for_a_restart() -> Non
     assert plan.settings.log_level == "info" and plan.settings.recalibration == before.recalibration
     assert plan.load_model
     assert plan.summary("m+v0002") == {"model": "m+v0002", "scope": "all", "applied": plan.applied,
-                                       "restart_required": ["log_level", "mqtt.port"]}
+                                       "restart_required": ["log_level", "mqtt.port"],
+                                       "cameras": {"added": [], "removed": [], "restarted": []}}
 
 
 def test_scope_decides_what_is_read_and_whether_the_model_is_loaded() -> None:
@@ -55,3 +67,35 @@ def test_scope_decides_what_is_read_and_whether_the_model_is_loaded() -> None:
     store_only = plan_reload(before, None, "model")  # the config file was not read
     assert store_only.load_model and store_only.settings is before and store_only.restart_required == []
     assert not plan_reload(before, None, "config").load_model  # no config file to read: nothing to do
+
+
+def test_cameras_queue_station_and_batch_change_live_without_loading_the_model() -> None:
+    before = running().model_copy(update={"cameras": [CameraConfig(name="a"), CameraConfig(name="b")]})
+    loaded = before.model_copy(update={
+        "cameras": [CameraConfig(name="b", fps=3.0), CameraConfig(name="c")],
+        "queue": QueueConfig(per_minute=3), "station": StationConfig(port=8443),
+        "batch": before.batch.model_copy(update={"max_frames": 8}), "state_dir": "elsewhere"})
+    plan = plan_reload(before, loaded, "config")
+    assert plan.applied == ["cameras", "batch.max_frames", "queue.per_minute", "station.port"]
+    assert plan.restart_required == ["state_dir"] and not plan.load_model
+    assert plan.settings.cameras == loaded.cameras and plan.settings.queue.per_minute == 3
+    assert plan.settings.state_dir == before.state_dir
+    assert plan.cameras.describe() == {"added": ["c"], "removed": ["a"], "restarted": ["b"]}
+    assert plan.touches("station") and plan.touches("queue") and not plan.touches("pictures")
+
+
+def test_camera_changes_name_added_removed_and_changed_cameras_and_leave_the_rest() -> None:
+    a, b, c = CameraConfig(name="a"), CameraConfig(name="b"), CameraConfig(name="c")
+    changes = camera_changes([a, b], [a, b.model_copy(update={"mode": "trigger"}), c])
+    assert (changes.added, changes.removed, [x.name for x in changes.restarted]) == ((c,), (), ["b"])
+    assert not camera_changes([a, b], [b, a])  # a new order alone restarts nothing
+    assert camera_changes([a, b], [a]).removed == ("b",)
+
+
+def test_with_opcua_on_a_camera_change_also_names_the_address_space_for_a_restart() -> None:
+    opcua = OpcUaConfig(enabled=True, allow_anonymous=True, security_policies=["None"])
+    before = running().model_copy(update={"opcua": opcua})
+    loaded = before.model_copy(update={"cameras": [*before.cameras, CameraConfig(name="cam9")]})
+    assert plan_reload(before, loaded, "config").restart_required == [OPCUA_CAMERAS]
+    same_modes = before.model_copy(update={"cameras": [before.cameras[0].model_copy(update={"fps": 2.0})]})
+    assert plan_reload(before, same_modes, "config").restart_required == []

@@ -130,3 +130,18 @@ def test_a_part_waiting_for_its_frame_when_the_camera_goes_offline_fails_at_once
     assert queue.expire(0.6) == [(waiting, "the camera went offline before its frame")]
     assert queue.expire(0.6) == [] and queue.find(done) is not None  # a captured part keeps waiting for its result
     assert queue.state().counters["failed"] == 1
+
+
+def test_new_limits_keep_the_parts_in_flight_and_a_lower_capacity_refuses_until_they_finish() -> None:
+    states = States()
+    queue = online_queue(capacity=3, states=states)
+    first, second = captured(queue, "P-1", 0.0, 1), captured(queue, "P-2", 0.1, 2)
+    queue.reconfigure(capacity=1, acquire_timeout_s=0.25)
+    assert (states.last.capacity, states.last.results_pending, queue.acquire_timeout_s) == (1, 2, 0.25)
+    assert queue.holds("P-1") and queue.holds("P-2") and not queue.holds("P-3")
+    assert queue.offer("P-3", None, 0.2).status == "overflow"
+    queue.finish(first)
+    queue.finish(second)
+    assert not queue.holds("P-1") and queue.offer("P-3", None, 0.3).status == "accepted"
+    with pytest.raises(ValueError, match="capacity 0"):
+        queue.reconfigure(capacity=0, acquire_timeout_s=1.0)

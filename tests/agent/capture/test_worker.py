@@ -300,3 +300,35 @@ def test_a_flood_of_corrupt_frames_is_counted_in_full_but_logged_once_per_interv
     lines = [entry for entry in logs if entry["event"] == "corrupt frame skipped"]
     assert len(lines) == 1, f"{len(lines)} log lines for {worker.counters.corrupt} corrupt frames"
     assert lines[0]["corrupt"] == 1 and "empty" in lines[0]["error"]
+
+
+def test_a_worker_replacing_a_stopped_one_goes_on_with_its_frame_ids_counters_and_parts_in_flight(
+        started: Any) -> None:
+    queue = FrameQueue()
+    old = started(CaptureWorker(camera(mode="trigger"), queue))
+    assert wait_until(lambda: old.trigger("P-1").status == "accepted")
+    first = queue.get(timeout=2)
+    assert first is not None and first.part_id == "P-1"
+    old.stop(reason="restarting: its config changed (reload)")
+    queue.remove_camera("cam0")
+    new = started(CaptureWorker(camera(mode="trigger", fps=100.0, trigger_queue=3), queue, previous=old))
+    assert new.triggers is old.triggers and new.triggers is not None and new.triggers.capacity == 3
+    assert new.triggers.find(first.trigger or 0) is not None  # P-1 still waits for its result
+    assert new.counters.frames >= old.counters.frames > 0
+    assert wait_until(lambda: new.trigger("P-2").status == "accepted")
+    second = queue.get(timeout=2)
+    assert second is not None and second.part_id == "P-2" and second.frame_id > first.frame_id
+
+
+def test_stop_leaves_the_status_it_is_told_even_for_a_camera_that_never_ran(started: Any) -> None:
+    log = StatusLog()
+    worker = started(CaptureWorker(camera(), on_status=log))
+    assert wait_until(lambda: worker.status == "online")
+    worker.stop(status="retired", reason="removed from the config by a reload")
+    assert (log.states[-1].status, log.states[-1].reason) == ("retired", "removed from the config by a reload")
+    disabled_log = StatusLog()
+    disabled = CaptureWorker(camera(enabled=False), on_status=disabled_log)
+    disabled.start()
+    disabled.stop()  # a plain stop (shutdown) leaves a disabled camera disabled
+    disabled.stop(status="retired", reason="removed")
+    assert disabled_log.statuses == ["disabled", "retired"]

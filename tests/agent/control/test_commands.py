@@ -19,6 +19,7 @@ from agent.control.commands import (
     CommandError,
     CommandRequest,
     CommandRouter,
+    FlagCommand,
     HmacAuthenticator,
     TriggerCommand,
     command_signature,
@@ -86,6 +87,36 @@ def test_malformed_trigger_is_refused_naming_the_problem_and_runs_nothing(
     assert reply is not None and reply["ok"] is False
     assert reason in reply["error"]
     assert handler.calls == []
+
+
+def test_expect_defect_is_the_documented_synonym_of_fail_and_anything_else_is_refused(router: CommandRouter) -> None:
+    handler = Recorder()
+    router.register("trigger", handler)
+    router.handle(request("trigger", '{"camera": "cam0", "part_id": "P-1", "expect": "defect"}'))
+    assert handler.calls == [TriggerCommand(camera="cam0", part_id="P-1", expect="fail")]
+    refused = router.handle(request("trigger", '{"camera": "cam0", "expect": "bad"}'))
+    assert refused is not None and "expect: Input should be 'pass' or 'fail'" in refused["error"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ('{"camera": "cam0"}', "part_id: Field required"),
+        ('{"camera": "cam0", "part_id": ""}', "part_id: String should have at least 1 character"),
+        ('{"camera": "cam0", "part_id": "P-1", "why": "x"}', "why: Extra inputs are not permitted"),
+        ('{"camera": "cam0", "part_id": "P-1", "reason": "' + "x" * 501 + '"}', "reason: String should have at most"),
+    ],
+)
+def test_a_flag_names_its_camera_and_part_and_a_malformed_one_is_refused(
+    router: CommandRouter, payload: str, reason: str
+) -> None:
+    handler = Recorder(reply={"queued": True})
+    router.register("flag", handler)
+    good = router.handle(request("flag", '{"camera": "cam0", "part_id": "P-1", "reason": "leak test failed"}'))
+    assert good == {"ok": True, "verb": "flag", "queued": True}
+    assert handler.calls == [FlagCommand(camera="cam0", part_id="P-1", reason="leak test failed")]
+    bad = router.handle(request("flag", payload))
+    assert bad is not None and not bad["ok"] and reason in bad["error"] and len(handler.calls) == 1
 
 
 def test_empty_payload_means_defaults(router: CommandRouter) -> None:

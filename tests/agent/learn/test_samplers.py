@@ -69,6 +69,15 @@ def test_flagged_miss_fires_when_a_flagged_part_would_pass(
     assert (reason is not None) == fires
 
 
+@pytest.mark.parametrize(("verdict", "fires"), [("pass", True), ("uncertain", True), ("fail", False)])
+def test_with_the_verdict_known_a_flagged_part_the_box_did_not_fail_is_a_miss(verdict: str, fires: bool) -> None:
+    candidate = Candidate(boxes(("hole", 0.55)), THRESHOLDS, flagged=True, flag_reason="leak test", verdict=verdict)
+    reason = FlaggedMissSampler().reason(candidate)
+    assert (reason is not None) == fires
+    said = f"flagged-miss: the line flagged this part as bad (leak test) but the box said {verdict}"
+    assert reason is None or reason == said
+
+
 def test_random_sampler_keeps_about_its_rate() -> None:
     sampler = RandomSampler(rate=0.2, seed=7)
     kept = sum(sampler.reason(Candidate(boxes(), THRESHOLDS)) is not None for _ in range(5000))

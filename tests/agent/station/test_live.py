@@ -247,3 +247,18 @@ def test_a_stopped_line_holds_no_recent_frame_back() -> None:
     state = board.state("cam0")
     assert state is not None and state["frame_id"] == 3
     assert state["newest_recent"] == board.recent("cam0")[0]["id"]
+
+
+def test_a_reload_forgets_removed_cameras_and_resizes_the_recent_frames_kept() -> None:
+    board = LiveBoard(recent=3)
+    for frame_id in range(1, 5):
+        feed(board, "cam0", "fail", frame_id)
+    feed(board, "gone", "fail", 1)
+    board.forget("gone")
+    assert board.cameras() == ["cam0"] and board.state("gone") is None
+    assert [r["frame_id"] for r in board.recent("cam0")] == [4, 3, 2]
+    board.set_recent(2)
+    assert [r["frame_id"] for r in board.recent("cam0")] == [4, 3]  # the newest stay
+    feed(board, "cam0", "uncertain", 5)
+    feed(board, "new", "fail", 1)
+    assert [r["frame_id"] for r in board.recent("cam0")] == [5, 4] and len(board.recent("new")) == 1

@@ -294,11 +294,11 @@ def test_the_daemon_hands_the_station_its_config_run_folder_store_and_reload(tmp
 
     daemon.reload = reload  # type: ignore[method-assign,assignment]
     daemon._start_station()
-    assert daemon.station is not None
+    assert daemon.station_link is not None and daemon.station_link.server is not None
     try:
-        backend = daemon.station.app.state.station.backend
+        backend = daemon.station_link.server.app.state.station.backend
         assert backend.config_path() == config and backend.runs_dir() == tmp_path / "runs"
         assert backend.models_dir() == Path(daemon.settings.state_dir) / "models"
         assert backend.reload_model() == "model+v0001" and reloads == ["model"]
     finally:
-        daemon.station.stop()
+        daemon.station_link.stop()
