@@ -69,6 +69,7 @@ class Daemon(DaemonCommands):
         self.frames = FrameQueue()
         self.workers = CameraSet(self.frames, self.on_camera_status, self.metrics)
         self.parts = RecentParts(settings.queue.flag_parts, settings.queue.flag_frames_bytes)  # for cmd/flag
+        self.geometries = CameraGeometries({})  # each camera's pixel -> mm, read at start and on every reload
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()  # one reload at a time (cmd/reload, SIGHUP, the station, OPC UA)
         self.inference_beat = self.watchdog.register("inference", max_age_s=LOOP_MAX_AGE_S)
