@@ -5,8 +5,13 @@ BIN := $(VENV)/bin
 # torch first: the pinned CPU wheel here; override on a GPU box (e.g. TORCH_SPEC=torch) or a Jetson (JetPack wheel)
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# torchvision for the maskrcnn family, matching TORCH_SPEC (0.28.0 <-> torch 2.13.0). It must be the same build as
+# torch: with the CPU torch, the CPU wheel (e.g. VISION_SPEC='torchvision==0.28.0+cpu' from PyTorch's CPU index via
+# VISION_INDEX='--index-url ...'); PyPI's wheel is a CUDA build that cannot load its operators beside a CPU torch.
+VISION_SPEC ?= torchvision==0.28.0
+VISION_INDEX ?=
 
-.PHONY: venv demo demo-model test test-fast lint bench clean install-systemd sparkplug-host
+.PHONY: venv demo demo-model test test-fast lint bench clean install-systemd sparkplug-host maskrcnn
 
 venv: $(STAMP)
 
@@ -16,6 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
+
+# --no-deps: torch stays exactly as installed; the check fails loudly if the operators do not load
+maskrcnn: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps $(VISION_INDEX) "$(VISION_SPEC)"
+	$(BIN)/python -c "import torch, torchvision; torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5); \
+		print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 
 demo: $(STAMP)
 	$(BIN)/edge-inspect demo

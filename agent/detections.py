@@ -3,6 +3,8 @@
 Boxes are `xyxy` in pixels of the frame they belong to. The type is model-independent (like supervision's
 `Detections`): a model's own box dialect, such as Florence-2's `<loc_N>` tokens, lives with that model
 (`agent.detector.loc`). `serialize` / `deserialize` round-trip a value losslessly (the learning queue stores them).
+Instance masks are optional (`mask`, N x H x W booleans, from a segmenting family such as Mask R-CNN; Florence-2's
+boxes have none): they travel as COCO RLE in `serialize` and as outline polygons plus `area_px` in `to_json`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from agent.masks import check_masks, decode_rle, encode_rle, polygons
 
 
 class DetectionsError(ValueError):
@@ -34,12 +38,14 @@ class Detections:
     """N detections on one frame of `image_size` = (width, height) pixels.
 
     `class_names` is the model's class list; `class_id` indexes into it. Scores are per-box confidences in [0, 1]
-    (see `agent.detector.scoring` for how they are computed from token probabilities).
+    (see `agent.detector.scoring` for how they are computed from token probabilities). `mask`, when not None, holds
+    one boolean H x W instance mask per box, on the same frame.
     """
 
     xyxy: npt.NDArray[np.float32]
     class_id: npt.NDArray[np.int64]
     score: npt.NDArray[np.float32]
+    mask: npt.NDArray[np.bool_] | None
 
     def __init__(
         self,
@@ -49,6 +55,7 @@ class Detections:
         class_names: Sequence[str],
         image_size: tuple[int, int],
         data: dict[str, Any] | None = None,
+        mask: npt.ArrayLike | None = None,
     ) -> None:
         self.xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
         self.class_id = np.asarray(class_id, dtype=np.int64).reshape(-1)
@@ -64,6 +71,10 @@ class Detections:
         bad = (self.class_id < 0) | (self.class_id >= len(self.class_names))
         if bad.any():
             raise DetectionsError(f"class_id {int(self.class_id[bad][0])} outside 0..{len(self.class_names) - 1}")
+        try:
+            self.mask = None if mask is None else check_masks(mask, n, self.image_size)
+        except ValueError as exc:
+            raise DetectionsError(str(exc)) from None
 
     def __repr__(self) -> str:
         return f"Detections(n={len(self)}, labels={self.labels}, image_size={self.image_size})"
@@ -81,6 +92,7 @@ class Detections:
         class_names: Sequence[str],
         image_size: tuple[int, int],
         score: npt.ArrayLike | None = None,
+        mask: npt.ArrayLike | None = None,
     ) -> Detections:
         """Build from label strings; an unknown label raises `DetectionsError` naming it."""
         index = {name: i for i, name in enumerate(class_names)}
@@ -88,15 +100,22 @@ class Detections:
         if unknown:
             raise DetectionsError(f"unknown class {unknown[0]!r}; known classes: {list(class_names)}")
         scores = np.ones(len(labels)) if score is None else score
-        return cls(np.asarray(xyxy), [index[label] for label in labels], scores, tuple(class_names), image_size)
+        return cls(np.asarray(xyxy), [index[label] for label in labels], scores, tuple(class_names), image_size,
+                   mask=mask)
 
     @classmethod
     def deserialize(cls, text: str) -> Detections:
-        """The value `serialize` wrote (boxes and scores at full float32 precision)."""
+        """The value `serialize` wrote (boxes and scores at full float32 precision, masks as COCO RLE)."""
         data = json.loads(text)
         width, height = data["image_size"]
+        masks = data.get("masks")
+        try:
+            mask = None if masks is None else decode_rle(masks, (width, height))
+        except ValueError as exc:
+            raise DetectionsError(str(exc)) from None
         return cls(np.asarray(data["xyxy"], dtype=np.float32), np.asarray(data["class_id"], dtype=np.int64),
-                   np.asarray(data["score"], dtype=np.float32), tuple(data["class_names"]), (width, height))
+                   np.asarray(data["score"], dtype=np.float32), tuple(data["class_names"]), (width, height),
+                   mask=mask)
 
     # ----- views ----------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -112,8 +131,18 @@ class Detections:
         """Select rows by boolean mask, index array or slice (like supervision's Detections)."""
         idx = index if isinstance(index, slice) else np.asarray(index)
         return Detections(
-            self.xyxy[idx], self.class_id[idx], self.score[idx], self.class_names, self.image_size, dict(self.data)
+            self.xyxy[idx], self.class_id[idx], self.score[idx], self.class_names, self.image_size, dict(self.data),
+            None if self.mask is None else self.mask[idx],
         )
+
+    def with_scores(self, score: npt.ArrayLike) -> Detections:
+        """The same boxes (and masks) with other scores, e.g. calibrated ones."""
+        return Detections(self.xyxy, self.class_id, score, self.class_names, self.image_size, self.data, self.mask)
+
+    @property
+    def area_px(self) -> npt.NDArray[np.int64] | None:
+        """Pixels covered by each instance's mask (how big a defect is); None without masks."""
+        return None if self.mask is None else self.mask.sum(axis=(1, 2), dtype=np.int64)
 
     @property
     def labels(self) -> list[str]:
@@ -145,9 +174,10 @@ class Detections:
         return self[order]
 
     def to_json(self, decimals: int = 1) -> list[dict[str, Any]]:
-        """List of `{"label", "score", "box", "box_norm"}` dicts, the shape of MQTT payloads and CLI output."""
+        """List of `{"label", "score", "box", "box_norm"}` dicts, the shape of MQTT payloads and CLI output; with
+        masks each also has `area_px` and `polygons` (outlines as `[x, y]` pixel points, `agent.masks.polygons`)."""
         norm = self.normalized()
-        return [
+        items = [
             {
                 "label": box.label,
                 "score": round(box.score, 4),
@@ -156,13 +186,21 @@ class Detections:
             }
             for i, box in enumerate(self)
         ]
+        if self.mask is not None:
+            for item, mask, area in zip(items, self.mask, self.mask.sum(axis=(1, 2)), strict=True):
+                item.update(area_px=int(area), polygons=polygons(mask))
+        return items
 
     def serialize(self) -> str:
-        """Lossless JSON text of this value (full-precision boxes and scores; `data` is not kept)."""
-        return json.dumps({
+        """Lossless JSON text of this value (full-precision boxes and scores, masks as COCO RLE; `data` is not
+        kept). A value without masks is written exactly as before masks existed."""
+        value: dict[str, Any] = {
             "class_names": list(self.class_names), "image_size": list(self.image_size),
             "xyxy": self.xyxy.tolist(), "class_id": self.class_id.tolist(), "score": self.score.tolist(),
-        })
+        }
+        if self.mask is not None:
+            value["masks"] = encode_rle(self.mask)
+        return json.dumps(value)
 
     def to_supervision(self) -> Any:
         """A `supervision.Detections` for its annotators and metrics."""
@@ -172,6 +210,7 @@ class Detections:
             xyxy=self.xyxy.astype(np.float32),
             confidence=self.score.astype(np.float32),
             class_id=self.class_id.astype(int),
+            mask=self.mask,
             data={"class_name": np.array(self.labels, dtype=object)},
         )
 

@@ -45,8 +45,8 @@ def align_ground_truth(dataset: Dataset, class_names: Sequence[str]) -> list[Det
     missing = [name for name in dataset.class_names if name not in class_names]
     if missing:
         raise EvalError(f"data set class(es) {missing} are unknown to the model (model classes: {list(class_names)})")
-    return [Detections.from_labels(s.detections.labels, s.detections.xyxy, class_names, s.image_size)
-            for s in dataset.samples]
+    return [Detections.from_labels(s.detections.labels, s.detections.xyxy, class_names, s.image_size,
+                                   mask=s.detections.mask) for s in dataset.samples]
 
 
 def predict(

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from finetune.family_requests import ExportRequest, FinetuneRequest
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,15 @@ class TinyRequest:
 
 @dataclass(frozen=True)
 class TrainingKit:
-    """One family's training-side entry points. `build_tiny` raises ValueError naming a bad request value."""
+    """One family's training-side entry points. `build_tiny` raises ValueError naming a bad request value.
+    `finetune` and `export_onnx` are for families other than Florence-2 (whose commands keep their own path): they
+    raise ValueError / OSError naming what is wrong, and return a JSON-able summary / the export directory."""
 
     name: str
     title: str  # how messages name the family, e.g. "Florence-2"
     build_tiny: Callable[[TinyRequest], Path]
+    finetune: Callable[[FinetuneRequest], dict[str, Any]] | None = None
+    export_onnx: Callable[[ExportRequest], Path] | None = None
 
 
 KITS: dict[str, TrainingKit] = {}
@@ -56,3 +63,25 @@ def _florence_tiny(request: TinyRequest) -> Path:
 
 
 FLORENCE2 = register_kit(TrainingKit(name="florence2", title="Florence-2", build_tiny=_florence_tiny))
+
+
+def _maskrcnn_tiny(request: TinyRequest) -> Path:
+    from finetune.maskrcnn.tiny import build_tiny
+
+    return build_tiny(request.class_names, request.out, request.image_size, request.seed)
+
+
+def _maskrcnn_finetune(request: FinetuneRequest) -> dict[str, Any]:
+    from finetune.maskrcnn.train import finetune_maskrcnn
+
+    return finetune_maskrcnn(request)
+
+
+def _maskrcnn_export(request: ExportRequest) -> Path:
+    from finetune.maskrcnn.export import export_maskrcnn_onnx
+
+    return export_maskrcnn_onnx(request)
+
+
+MASKRCNN = register_kit(TrainingKit(name="maskrcnn", title="Mask R-CNN", build_tiny=_maskrcnn_tiny,
+                                    finetune=_maskrcnn_finetune, export_onnx=_maskrcnn_export))

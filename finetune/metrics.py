@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.detections import Detections, box_iou
+from agent.masks import encode_rle
 from finetune.reliability import Reliability, calibration_json, class_reliability
 
 DEFAULT_THRESHOLD = 0.5
@@ -113,22 +114,41 @@ class CocoMetrics:
 
 
 def to_coco(
-    ground_truth: Sequence[Detections], predictions: Sequence[Detections], class_names: Sequence[str]
+    ground_truth: Sequence[Detections], predictions: Sequence[Detections], class_names: Sequence[str],
+    iou_type: str = "bbox",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Ground truth as a COCO data set dict and predictions as a COCO results list (ids are 1-based)."""
+    """Ground truth as a COCO data set dict and predictions as a COCO results list (ids are 1-based); with
+    `iou_type="segm"` every entry also carries its mask as RLE `segmentation` (areas are mask pixels)."""
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     for image_id, (gt, pred) in enumerate(zip(ground_truth, predictions), start=1):
         images.append({"id": image_id, "width": gt.image_size[0], "height": gt.image_size[1]})
-        for box in gt:
+        gt_masks = _segmentations(gt, iou_type)
+        for i, box in enumerate(gt):
             xywh = _xywh(box.xyxy)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": box.class_id + 1,
-                                "bbox": xywh, "area": xywh[2] * xywh[3], "iscrowd": 0})
+                                "bbox": xywh, "area": xywh[2] * xywh[3], "iscrowd": 0, **gt_masks[i]})
+        pred_masks = _segmentations(pred, iou_type)
         results.extend({"image_id": image_id, "category_id": box.class_id + 1, "bbox": _xywh(box.xyxy),
-                        "score": box.score} for box in pred)
+                        "score": box.score, **pred_masks[i]} for i, box in enumerate(pred))
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
     return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+def _segmentations(dets: Detections, iou_type: str) -> list[dict[str, Any]]:
+    """Per box, the extra COCO fields of `iou_type`: nothing for bbox; RLE and mask area for segm."""
+    if iou_type != "segm" or len(dets) == 0:
+        return [{} for _ in range(len(dets))]
+    if dets.mask is None:
+        raise EvalError(f"segm metrics need instance masks on every frame; a frame of {len(dets)} box(es) has none")
+    areas = dets.mask.sum(axis=(1, 2))
+    return [{"segmentation": rle, "area": int(area)} for rle, area in zip(encode_rle(dets.mask), areas)]
+
+
+def has_masks(frames: Sequence[Detections]) -> bool:
+    """Every frame with boxes carries their instance masks, and some do (segm metrics are possible)."""
+    return any(d.mask is not None for d in frames) and all(d.mask is not None or len(d) == 0 for d in frames)
 
 
 def _xywh(xyxy: tuple[float, float, float, float]) -> list[float]:
@@ -137,14 +157,16 @@ def _xywh(xyxy: tuple[float, float, float, float]) -> list[float]:
 
 
 def coco_metrics(
-    ground_truth: Sequence[Detections], predictions: Sequence[Detections], class_names: Sequence[str]
+    ground_truth: Sequence[Detections], predictions: Sequence[Detections], class_names: Sequence[str],
+    iou_type: str = "bbox",
 ) -> CocoMetrics:
-    """mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP, computed by faster-coco-eval (all areas, 100 dets)."""
+    """mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP, computed by faster-coco-eval (all areas, 100 dets); by box
+    overlap (`bbox`) or by mask overlap (`segm`, which needs masks on both sides)."""
     from faster_coco_eval import COCO, COCOeval_faster
 
-    gt_dict, results = to_coco(ground_truth, predictions, class_names)
+    gt_dict, results = to_coco(ground_truth, predictions, class_names, iou_type)
     coco_gt = COCO(gt_dict)
-    coco_eval = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iouType="bbox", print_function=_silent)
+    coco_eval = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iouType=iou_type, print_function=_silent)
     coco_eval.evaluate()
     coco_eval.accumulate()
     coco_eval.summarize()
@@ -252,6 +274,7 @@ class EvalReport:
     frame_errors: list[int]
     model: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+    segm: CocoMetrics | None = None  # mask mAP, when ground truth and predictions both carry masks
 
     @property
     def class_names(self) -> list[str]:
@@ -285,6 +308,9 @@ class EvalReport:
             "false_rejects": self.false_rejects, "confusion_matrix": self.confusion_json(),
             "score_calibration": calibration_json(self.reliability()),
             "iou": self.iou, "thresholds": self.thresholds, "model": self.model, **self.counts, "files": self.files,
+            **({} if self.segm is None else {"segm": {
+                "map": self.segm.map, "map50": self.segm.map50, "map75": self.segm.map75,
+                "per_class": self.segm.per_class, "per_class_ap50": self.segm.per_class_ap50}}),
         }
 
 
@@ -314,6 +340,8 @@ def score_predictions(
         pr=class_pr_data(ground_truth, predictions, class_names, iou),
         thresholds=resolved, iou=iou, confusion=confusion_matrix(matches, len(class_names)),
         false_rejects=false_rejects(ground_truth, kept, names), counts=counts, frame_errors=[m.errors for m in matches],
+        segm=(coco_metrics(ground_truth, predictions, class_names, "segm")
+              if has_masks(ground_truth) and has_masks(predictions) else None),
     )
 
 

@@ -15,7 +15,7 @@ from agent.capture.synthetic import SyntheticFrame
 from finetune.tiny import TinySpec
 from finetune.tiny_train.trainer import TinyTrainConfig
 
-pytest_plugins = ["tests.fixtures.broker", "tests.fixtures.genicam"]
+pytest_plugins = ["tests.fixtures.broker", "tests.fixtures.genicam", "tests.fixtures.maskrcnn"]
 
 TINY_CLASSES = ("scratch", "hole", "stain")
 OVERFIT_SPEC = TinySpec(image_size=128, patch_strides=(4, 2, 1))  # 16 x 16 token grid on 128 px frames

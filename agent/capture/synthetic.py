@@ -94,6 +94,7 @@ class SyntheticGenerator:
         defect_scale: float = 1.0,
         lighting_gain: float = 1.0,
         lighting_offset: float = 0.0,
+        with_masks: bool = False,
     ) -> None:
         self.seed = int(seed)
         self.size = int(size)
@@ -105,6 +106,7 @@ class SyntheticGenerator:
         self.defect_scale = float(defect_scale)
         self.lighting_gain = float(lighting_gain)
         self.lighting_offset = float(lighting_offset)
+        self.with_masks = bool(with_masks)  # ground truth with instance masks (the visible pixels of each defect)
         self._validate()
         self._styles = [_class_style(name, i) for i, name in enumerate(self.classes)]
         self._column_gain = _column_gain(self.seed, self.size)
@@ -145,6 +147,7 @@ class SyntheticGenerator:
         surface = self._surface(rng)
         labels: list[int] = []
         boxes: list[tuple[int, int, int, int]] = []
+        masks: list[npt.NDArray[np.bool_]] = []
         for _ in range(self._defect_count(rng)):
             class_id = int(rng.integers(len(self.classes)))
             placed = self._place_defect(rng, class_id, boxes)
@@ -154,10 +157,12 @@ class SyntheticGenerator:
             surface = _composite(surface, mask, self._defect_colour(rng, class_id, surface, mask))
             labels.append(class_id)
             boxes.append(box)
+            masks.append(mask > _ALPHA_VISIBLE)  # the pixels the tight box bounds
         image = np.clip(self._lit(surface), 0, 255).astype(np.uint8)
+        instance_masks = np.asarray(masks, dtype=bool).reshape(-1, self.size, self.size) if self.with_masks else None
         detections = Detections(
             np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64),
-            np.ones(len(labels), dtype=np.float32), self.classes, (self.size, self.size),
+            np.ones(len(labels), dtype=np.float32), self.classes, (self.size, self.size), mask=instance_masks,
         )
         return SyntheticFrame(image=image, detections=detections, index=index)
 

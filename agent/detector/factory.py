@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import agent.detector.maskrcnn.family  # noqa: F401  (registers the maskrcnn family)
 from agent.detector.base import Detector, DetectorError
 from agent.detector.families import DetectorRequest, Family, family_of, register_family
 

@@ -97,7 +97,7 @@ class ScoreCalibration:
             mine = dets.class_id == class_id
             if mine.any() and name in self.classes:
                 score[mine] = self.classes[name](score[mine])
-        return Detections(dets.xyxy, dets.class_id, score, dets.class_names, dets.image_size, dets.data)
+        return dets.with_scores(score)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "method": self.method,

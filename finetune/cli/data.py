@@ -47,6 +47,7 @@ class SourceFormat(str, Enum):
     yolo = "yolo"
     deeppcb = "deeppcb"
     jsonl = "jsonl"
+    masks = "masks"
 
 
 class TargetFormat(str, Enum):

@@ -77,8 +77,10 @@ def summary(metrics: dict[str, Any], out: Path) -> str:
                           for name, ap in metrics["per_class"].items())
     fr = metrics["false_rejects"]
     rate = f"{fr['rate']:.1%}" if fr["rate"] is not None else "n/a"
+    segm = metrics.get("segm")
+    masks = f"\nmask mAP {segm['map']:.3f}, mask mAP50 {segm['map50']:.3f}" if segm else ""
     return (f"{metrics['images']} images, {metrics['gt_boxes']} boxes: mAP {metrics['map']:.3f}, "
-            f"mAP50 {metrics['map50']:.3f}\nAP per class: {per_class}\n"
+            f"mAP50 {metrics['map50']:.3f}{masks}\nAP per class: {per_class}\n"
             f"false rejects: {fr['count']} of {fr['known_good_frames']} known-good frames ({rate})\n"
             f"{calibration_line(metrics['score_calibration'])}\n"
             f"report written to {out}/metrics.json")

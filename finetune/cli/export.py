@@ -26,9 +26,18 @@ def export_onnx_command(
 ) -> None:
     """Export vision encoder, text encoder and decoder-with-past graphs; run them with `--backend onnx`."""
     from agent.detector.base import DetectorError
+    from finetune.cli.families import export_family, is_other_family, model_family
     from finetune.export import ExportError, export_onnx
 
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    family = model_family(model)
+    if is_other_family(family):  # e.g. Mask R-CNN: one graph at a fixed input size
+        if adapter is not None:
+            typer.echo(f"error: --adapter: the {family} family has no adapters", err=True)
+            raise typer.Exit(code=2)
+        written = export_family(family, model, out, precision.value, names)
+        typer.echo(f"wrote {written} ({precision.value}, {(written / 'model.onnx').stat().st_size / 1e6:.1f} MB)")
+        return
     try:
         written = export_onnx(model, out, adapter, precision.value, names)
     except (DetectorError, ExportError) as exc:

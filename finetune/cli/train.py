@@ -75,8 +75,20 @@ def finetune_command(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0 = torch's default)"),
 ) -> None:
-    """Fine-tune a LoRA adapter; writes the adapter + manifest to --out and curves/checkpoints to the run dir."""
+    """Fine-tune a LoRA adapter; writes the adapter + manifest to --out and curves/checkpoints to the run dir. A model
+    of another family (Mask R-CNN) is fine-tuned whole into --out, with the recipe options that apply to it."""
     import torch
+
+    from finetune.cli.families import finetune_family, is_other_family, model_family
+
+    if threads:
+        torch.set_num_threads(threads)
+    family = model_family(model)
+    if is_other_family(family):
+        return finetune_family(family, data_format.value, data, val, model=model, out=out, epochs=epochs,
+                               max_steps=max_steps, batch_size=batch, lr=lr, warmup_steps=warmup, amp=amp,
+                               seed=seed, device=device, augment=augment,
+                               max_seconds=max_minutes * 60 if max_minutes else None)
 
     from agent.store.files import StoreError
     from finetune.data import AnnotationError, read_dataset
@@ -84,8 +96,6 @@ def finetune_command(
     from finetune.train.config import TrainConfig, TrainError
     from finetune.train.run import train_lora
 
-    if threads:
-        torch.set_num_threads(threads)
     try:
         config = TrainConfig(
             epochs=epochs, max_steps=max_steps, batch_size=batch, lr=lr, warmup_steps=warmup, seed=seed,

@@ -1,7 +1,8 @@
 """COCO instances JSON: `annotations.json` + `images/` (bbox = [x, y, width, height] in pixels).
 
 Reading accepts the JSON file itself or a folder holding `annotations.json` (or exactly one other `*.json`);
-`file_name` is looked up under `images/` (any case) beside the JSON, then beside the JSON itself. Class order
+`file_name` is looked up under `images/` (any case) beside the JSON, then beside the JSON itself. An annotation's
+`segmentation` (polygons or RLE) becomes its instance mask; writing stores masks as compressed RLE. Class order
 follows the category ids; an image listed without annotations is a defect-free frame. Problems are located by
 JSON path (`annotations[3] (id 17)`), since COCO files are often one line.
 """
@@ -12,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent.masks import encode_rle
 from finetune.data.dataset import Dataset, Progress, no_progress
 from finetune.data.files import copy_images, find_subdir, prepare_output_dir
 from finetune.data.issues import AnnotationError, AnnotationIssue, IssueKind, IssueLog, Location
@@ -137,7 +139,7 @@ def _attach_annotations(
                             IssueKind.UNKNOWN_CLASS)
             continue
         x, y, w, h = (float(v) for v in bbox)
-        raw.boxes.append(RawBox(label, (x, y, x + w, y + h), location))
+        raw.boxes.append(RawBox(label, (x, y, x + w, y + h), location, segmentation=entry.get("segmentation") or None))
 
 
 def write_coco(dataset: Dataset, dst: Path, overwrite: bool = False, progress: Progress = no_progress) -> Path:
@@ -150,13 +152,18 @@ def write_coco(dataset: Dataset, dst: Path, overwrite: bool = False, progress: P
     for image_id, (sample, image) in enumerate(zip(dataset, paths, strict=True), start=1):
         w, h = sample.image_size
         images.append({"id": image_id, "file_name": image.relative_to(images_dir).as_posix(), "width": w, "height": h})
-        for box in sample.detections:
+        masks = sample.detections.mask
+        rles = encode_rle(masks) if masks is not None else None
+        for i, box in enumerate(sample.detections):
             x1, y1, x2, y2 = box.xyxy
-            annotations.append({
+            annotation = {
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": box.class_id + 1,
                 "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
                 "area": round((x2 - x1) * (y2 - y1), 3), "iscrowd": 0,
-            })
+            }
+            if masks is not None and rles is not None:  # an instance mask: COCO's compressed RLE, and its area
+                annotation.update(segmentation=rles[i], area=int(masks[i].sum()))
+            annotations.append(annotation)
     categories = [{"id": i + 1, "name": name, "supercategory": "defect"} for i, name in enumerate(dataset.class_names)]
     path = dst / ANNOTATIONS
     document = {"images": images, "annotations": annotations, "categories": categories}

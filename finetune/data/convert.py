@@ -15,16 +15,17 @@ from finetune.data.coco import read_coco, write_coco
 from finetune.data.dataset import Dataset, Progress, no_progress
 from finetune.data.deeppcb import read_deeppcb
 from finetune.data.jsonl import read_jsonl, write_jsonl
+from finetune.data.mask_png import read_mask_pngs
 from finetune.data.voc import read_voc, write_voc
 from finetune.data.yolo import read_yolo, write_yolo
 
 Writer = Callable[..., Path]
-READ_FORMATS: tuple[str, ...] = ("coco", "voc", "yolo", "deeppcb", "jsonl")
+READ_FORMATS: tuple[str, ...] = ("coco", "voc", "yolo", "deeppcb", "jsonl", "masks")
 WRITERS: dict[str, Writer] = {"jsonl": write_jsonl, "coco": write_coco, "yolo": write_yolo, "voc": write_voc}
 WRITE_FORMATS: tuple[str, ...] = tuple(WRITERS)
 
 
-UNLABELLED_FORMATS = ("voc", "yolo")  # one annotation file per image, so an image can lack one
+UNLABELLED_FORMATS = ("voc", "yolo", "masks")  # one annotation file per image, so an image can lack one
 CLASS_LIST_FORMATS = ("jsonl", "voc")  # formats that may come without a class list
 
 
@@ -59,6 +60,8 @@ def read_dataset(
                         discover_classes=options.discover_classes)
     if fmt == "coco":
         return read_coco(src, skip, progress)
+    if fmt == "masks":
+        return read_mask_pngs(src, skip, progress, unlabelled_as_good=options.unlabelled_as_good)
     return read_yolo(src, skip, progress, unlabelled_as_good=options.unlabelled_as_good)
 
 

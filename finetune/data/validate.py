@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ class RawBox:
     """A box as written in the file: pixel xyxy, or fractions of the image size when `normalized`.
 
     `binned` boxes come from `<loc_N>` bins, where x1 == x2 means "narrower than one bin", not an empty box.
+    `segmentation` is the instance's mask as the file has it (COCO polygons or RLE, or a decoded boolean mask).
     """
 
     label: str
@@ -36,6 +38,7 @@ class RawBox:
     location: Location
     normalized: bool = False
     binned: bool = False
+    segmentation: Any = None
 
 
 @dataclass
@@ -152,11 +155,36 @@ def _assemble_one(raw: RawSample, class_names: tuple[str, ...]) -> Sample | list
     for box, xyxy in zip(raw.boxes, pixel_boxes, strict=True):
         problems += [AnnotationIssue(box.location, message, kind)
                      for kind, message in box_problems(box, xyxy, size, class_names)]
+    masks = instance_masks(raw.boxes, size, problems)
     if problems:
         return problems
     labels = [box.label for box in raw.boxes]
     xyxy_array = np.asarray(pixel_boxes, dtype=np.float32).reshape(-1, 4)
-    return Sample(raw.image, Detections.from_labels(labels, xyxy_array, class_names, size))
+    return Sample(raw.image, Detections.from_labels(labels, xyxy_array, class_names, size, mask=masks))
+
+
+def instance_masks(boxes: Sequence[RawBox], size: tuple[int, int], problems: list[AnnotationIssue]
+                   ) -> np.ndarray | None:
+    """The boxes' masks (None when no box has one); a box without one beside boxes with one, or a mask that does
+    not fit the image, is a problem at that box."""
+    from finetune.data.masks import segmentation_mask
+
+    if all(box.segmentation is None for box in boxes):
+        return None
+    masks = []
+    for box in boxes:
+        if box.segmentation is None:
+            problems.append(AnnotationIssue(box.location, "no segmentation, while other instances of this image "
+                                            "have one: every instance needs its mask", IssueKind.BAD_BOX))
+            continue
+        try:
+            mask = (box.segmentation if isinstance(box.segmentation, np.ndarray)
+                    else segmentation_mask(box.segmentation, size))
+        except ValueError as exc:
+            problems.append(AnnotationIssue(box.location, f"segmentation: {exc}", IssueKind.BAD_BOX))
+            continue
+        masks.append(mask)
+    return np.asarray(masks, dtype=bool) if len(masks) == len(boxes) else None
 
 
 def box_problems(

@@ -36,4 +36,4 @@ def test_model_tiny_reports_an_empty_class_list_with_exit_code_2(tmp_path: Path)
 def test_tiny_refuses_an_unknown_family_naming_the_known_ones(tmp_path: Path) -> None:
     result = runner.invoke(app, ["model", "tiny", "--classes", "a", "--out", str(tmp_path / "m"), "--family", "yolo"])
     assert result.exit_code == 2
-    assert result.stderr == "error: unknown model family 'yolo'; available: florence2\n"
+    assert result.stderr == "error: unknown model family 'yolo'; available: florence2, maskrcnn\n"
