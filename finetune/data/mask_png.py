@@ -46,10 +46,7 @@ def _masks_dir(src: Path) -> Path:
 def _read_mask(image: Path, mask_file: Path, class_names: tuple[str, ...], as_good: bool) -> RawSample:
     raw = RawSample(image, Location(mask_file if mask_file.is_file() else image))
     if not mask_file.is_file():
-        raw.unlabelled = as_good
-        if not as_good:
-            raw.problem(raw.location, f"no mask file {mask_file}; pass --unlabelled-as-good if images without one "
-                        "are defect-free, or write an all-zero mask", IssueKind.NO_ANNOTATION)
+        raw.without_annotation(mask_file, as_good, "mask file", "write an all-zero mask")
         return raw
     labels = cv2.imread(str(mask_file), cv2.IMREAD_UNCHANGED)
     if labels is None or labels.ndim != 2:

@@ -60,6 +60,13 @@ class RawSample:
     def problem(self, location: Location, message: str, kind: IssueKind = IssueKind.OTHER) -> None:
         self.problems.append(AnnotationIssue(location, message, kind))
 
+    def without_annotation(self, missing: Path, as_good: bool, what: str, remedy: str) -> None:
+        """The image has no annotation file: defect-free when `as_good`, else a problem saying how to fix it."""
+        self.unlabelled = as_good
+        if not as_good:
+            self.problem(self.location, f"no {what} {missing}; pass --unlabelled-as-good if images without one "
+                         f"are defect-free, or {remedy}", IssueKind.NO_ANNOTATION)
+
     def box_problem(self, location: Location, message: str, kind: IssueKind = IssueKind.BAD_BOX) -> None:
         """A box entry that could not be used at all (still counted as a box when the image is dropped)."""
         self.bad_boxes += 1

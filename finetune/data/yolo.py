@@ -64,10 +64,7 @@ def read_yolo_names(src: Path) -> tuple[str, ...]:
 def _read_labels(image: Path, label_file: Path, class_names: tuple[str, ...], as_good: bool) -> RawSample:
     raw = RawSample(image, Location(label_file if label_file.is_file() else image))
     if not label_file.is_file():
-        raw.unlabelled = as_good
-        if not as_good:
-            raw.problem(raw.location, f"no label file {label_file}; pass --unlabelled-as-good if images without one "
-                        "are defect-free, or write an empty label file", IssueKind.NO_ANNOTATION)
+        raw.without_annotation(label_file, as_good, "label file", "write an empty label file")
         return raw
     for number, text in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
         if text.strip():
