@@ -143,3 +143,19 @@ def test_the_result_examples_in_docs_mqtt_md_are_valid() -> None:
     for result in results:
         jsonschema.validate(result, result_schema())
 
+
+
+def test_the_schema_file_names_each_key_once() -> None:
+    """json.load keeps the last of two equal keys silently: a merged schema could lose a whole `$defs` block."""
+    import json
+    from pathlib import Path
+
+    import agent.publish
+
+    def refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}"
+        return dict(pairs)
+
+    json.loads((Path(agent.publish.__file__).parent / "result.schema.json").read_text(),
+               object_pairs_hook=refuse_duplicates)
