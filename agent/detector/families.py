@@ -8,6 +8,7 @@ adding an entry, not another branch.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,16 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {}
+# Each family's registration module (light: no torch at import). Loaded by name, like plugins: each imports this
+# module to register itself, so importing them here would be a cycle.
+FAMILY_MODULES = ("agent.detector.florence2_family", "agent.detector.maskrcnn.family")
+
+
+def families() -> dict[str, Family]:
+    """Every family, registered on first use."""
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
+    return FAMILIES
 
 
 def register_family(family: Family) -> Family:
@@ -74,10 +85,10 @@ def family_of(model: str | Path) -> str:
 
 
 def _family_of_model_type(config: Path, model_type: object) -> str:
-    for family in FAMILIES.values():
+    for family in families().values():
         if model_type in family.model_types:
             return family.name
-    known = sorted(t for f in FAMILIES.values() for t in f.model_types)
+    known = sorted(t for f in families().values() for t in f.model_types)
     raise DetectorError(f"{config}: model_type {model_type!r} belongs to no model family this box serves; known: "
                         f"{', '.join(known)}")
 

@@ -15,7 +15,6 @@ from agent.detector.families import DEFAULT_FAMILY
 
 def model_family(model: str | Path) -> str:
     """The model's family; an unreadable or foreign config.json ends the command with its message (exit 2)."""
-    import agent.detector.factory  # noqa: F401  (registers every family, so family_of knows their model types)
     from agent.detector.base import DetectorError
     from agent.detector.families import family_of
 

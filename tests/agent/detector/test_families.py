@@ -9,11 +9,11 @@ import pytest
 
 from agent.detector.base import DetectorError
 from agent.detector.factory import create_detector
-from agent.detector.families import FAMILIES, DetectorRequest, Family, family_of
+from agent.detector.families import DetectorRequest, Family, families, family_of
 
 
 def test_florence2_is_registered_with_its_three_backends() -> None:
-    assert set(FAMILIES["florence2"].backends) == {"torch-eager", "torch-fast", "onnx"}
+    assert set(families()["florence2"].backends) == {"torch-eager", "torch-fast", "onnx"}
 
 
 def test_config_model_type_names_the_family(tmp_path: Path) -> None:

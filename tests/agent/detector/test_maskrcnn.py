@@ -11,14 +11,14 @@ import pytest
 
 from agent.detector.base import DetectorError
 from agent.detector.factory import create_detector
-from agent.detector.families import FAMILIES, family_of
+from agent.detector.families import families, family_of
 from agent.detector.maskrcnn.config import MODEL_TYPE, MaskRcnnConfig, read_config
 from tests.fixtures.maskrcnn import require_torchvision
 
 
 def test_the_family_is_registered_with_its_backends() -> None:
-    assert FAMILIES["maskrcnn"].model_types == (MODEL_TYPE,)
-    assert set(FAMILIES["maskrcnn"].backends) == {"torch-eager", "onnx"}
+    assert families()["maskrcnn"].model_types == (MODEL_TYPE,)
+    assert set(families()["maskrcnn"].backends) == {"torch-eager", "onnx"}
 
 
 def test_config_json_names_the_family_and_a_bad_value_is_named(tmp_path: Path) -> None:
