@@ -253,14 +253,16 @@ class Recalibration:
 
     # ----- training and evaluation ----------------------------------------------------------------------------------
     def _train(self, train_set: Dataset, current: Path | None) -> Path:
+        from finetune.families import lora_trainer
         from finetune.train.run import train_lora
 
         config = train_config(self.cfg, self.options)
         out = self.report.run_dir / "candidate"
+        train = lora_trainer(self.base_dir) or train_lora  # the base model's family (Florence-2: train_lora)
         with self.step("train") as record:
             self.watch.start_training(config.max_seconds)
-            result = train_lora(self.base_dir, train_set, out, config, init_adapter=current,
-                                run_dir=self.report.run_dir / "training", progress=self.watch.training_step)
+            result = train(self.base_dir, train_set, out, config, init_adapter=current,
+                           run_dir=self.report.run_dir / "training", progress=self.watch.training_step)
             record.update(steps=result.steps, final_loss=result.final_loss, stopped=result.stopped)
         self.report.training = {"steps": result.steps, "final_loss": result.final_loss, "stopped": result.stopped,
                                 "parent": self.report.current, "run_dir": str(result.run_dir)}

@@ -1,8 +1,14 @@
-"""Model families on the training side, as data: what `edge-inspect model tiny --family NAME` builds.
+"""Model families on the training side, as data: what `edge-inspect model tiny --family NAME` builds, and what
+`finetune`, `export onnx` and a recalibration run do with a model of each family.
 
 Each family is one `TrainingKit` in `KITS`; its functions import their heavy code only when called. The serving side
 of a family (its detector backends, and how a model directory names its family) is agent/detector/families.py;
-`finetune`, `evaluate` and `export` find a model's family there, with `agent.detector.families.family_of`.
+commands find a model's family there, with `agent.detector.families.family_of`.
+
+Two kinds of family: those that train LoRA adapters on a frozen base (Florence-2, PaliGemma 2: `lora_finetune` takes
+`finetune.train.run.train_lora`'s arguments, so the command and the recalibration run call it the same way) and those
+that fine-tune a whole model directory (Mask R-CNN: `finetune` takes a `FinetuneRequest`, `export_onnx` an
+`ExportRequest`; finetune/cli/families.py hands them over).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.family_requests import ExportRequest, FinetuneRequest
+from finetune.paligemma import kit as paligemma
 
 
 @dataclass(frozen=True)
@@ -28,14 +35,22 @@ class TinyRequest:
 @dataclass(frozen=True)
 class TrainingKit:
     """One family's training-side entry points. `build_tiny` raises ValueError naming a bad request value.
-    `finetune` and `export_onnx` are for families other than Florence-2 (whose commands keep their own path): they
-    raise ValueError / OSError naming what is wrong, and return a JSON-able summary / the export directory."""
+
+    Optional steps (None: the family has no such step): `lora_finetune` replaces Florence-2's `train_lora` for an
+    adapter family (same arguments, returns its `TrainResult`); `finetune` trains a whole-model family (returns a
+    JSON-able summary); `export_onnx` exports a whole-model family from an `ExportRequest`. They raise ValueError /
+    OSError naming what is wrong."""
 
     name: str
     title: str  # how messages name the family, e.g. "Florence-2"
     build_tiny: Callable[[TinyRequest], Path]
+    lora_finetune: Callable[..., Any] | None = None
     finetune: Callable[[FinetuneRequest], dict[str, Any]] | None = None
     export_onnx: Callable[[ExportRequest], Path] | None = None
+
+    @property
+    def trains_whole_models(self) -> bool:
+        return self.finetune is not None
 
 
 KITS: dict[str, TrainingKit] = {}
@@ -53,6 +68,38 @@ def kit_for(family: str) -> TrainingKit:
     return KITS[family]
 
 
+def kit_of_model(model: str | Path) -> TrainingKit:
+    """The kit of a model's family (its config.json `model_type`, agent/detector/families.py:family_of); a model
+    type no family claims is a ValueError naming it."""
+    from agent.detector.base import DetectorError
+    from agent.detector.families import family_of
+
+    try:
+        return kit_for(family_of(model))
+    except DetectorError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def lora_trainer(model: str | Path) -> Callable[..., Any] | None:
+    """What trains an adapter on `model`: None for Florence-2 (the caller's own `train_lora`), else the adapter
+    family's `lora_finetune`; a family that trains no adapters is a ValueError saying so."""
+    kit = kit_of_model(model)
+    if kit.name == FLORENCE2.name:
+        return None
+    if kit.lora_finetune is None:
+        raise ValueError(f"{model} is a {kit.title} model ({kit.name} family), which has no LoRA fine-tuning: "
+                         "`edge-inspect finetune` trains the whole model")
+    return kit.lora_finetune
+
+
+def refuse_adapter_export(model: str | Path) -> None:
+    """`export onnx` of an adapter family other than Florence-2: none has an ONNX export yet (ValueError)."""
+    kit = kit_of_model(model)
+    if kit.name != FLORENCE2.name and not kit.trains_whole_models:
+        raise ValueError(f"{model} is a {kit.title} model ({kit.name} family), which has no ONNX export (serve it "
+                         "with a torch backend, e.g. torch-eager)")
+
+
 def _florence_tiny(request: TinyRequest) -> Path:
     from finetune.tiny import TinySpec, build_tiny_model
 
@@ -60,9 +107,6 @@ def _florence_tiny(request: TinyRequest) -> Path:
         raise ValueError(f"--image-size {request.image_size} is not a multiple of 16")  # the patch grid
     return build_tiny_model(list(request.class_names), request.out,
                             TinySpec(image_size=request.image_size, seed=request.seed))
-
-
-FLORENCE2 = register_kit(TrainingKit(name="florence2", title="Florence-2", build_tiny=_florence_tiny))
 
 
 def _maskrcnn_tiny(request: TinyRequest) -> Path:
@@ -83,5 +127,8 @@ def _maskrcnn_export(request: ExportRequest) -> Path:
     return export_maskrcnn_onnx(request)
 
 
+FLORENCE2 = register_kit(TrainingKit(name="florence2", title="Florence-2", build_tiny=_florence_tiny))
 MASKRCNN = register_kit(TrainingKit(name="maskrcnn", title="Mask R-CNN", build_tiny=_maskrcnn_tiny,
                                     finetune=_maskrcnn_finetune, export_onnx=_maskrcnn_export))
+PALIGEMMA2 = register_kit(TrainingKit(name=paligemma.NAME, title=paligemma.TITLE, build_tiny=paligemma.build_tiny,
+                                      lora_finetune=paligemma.finetune))

@@ -59,22 +59,25 @@ class LoraSettings:
         return "|".join(f"(?:{part})" for part in parts)
 
 
-def lora_config(settings: LoraSettings) -> Any:
+def lora_config(settings: LoraSettings, targets: str | None = None) -> Any:
+    """PEFT's config; `targets` (a module-name regex) replaces Florence-2's `settings.target_modules()`."""
     from peft import LoraConfig
 
     # no task_type: Florence-2 is not one of PEFT's task classes; the plain PeftModel forwards every argument
     return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=settings.target_modules(), bias="none")
+                      target_modules=targets or settings.target_modules(), bias="none")
 
 
-def add_lora(model: nn.Module, settings: LoraSettings) -> Any:
-    """Wrap `model` with fresh LoRA adapters (base weights frozen); returns the `PeftModel`."""
+def add_lora(model: nn.Module, settings: LoraSettings, targets: str | None = None) -> Any:
+    """Wrap `model` with fresh LoRA adapters (base weights frozen); returns the `PeftModel`. `targets`: another
+    family's module-name regex (finetune/paligemma/trainer.py)."""
     from peft import get_peft_model
 
     if settings.lm_head and tied_lm_head(model):
         raise LoraError("lm_head LoRA on a model whose lm_head is tied to the input embeddings: merging it for "
-                        "inference would change the embeddings too; leave lm_head out (Florence-2 ties them)")
-    return get_peft_model(model, lora_config(settings))
+                        "inference would change the embeddings too; leave lm_head out (Florence-2 and PaliGemma "
+                        "tie them)")
+    return get_peft_model(model, lora_config(settings, targets))
 
 
 def tied_lm_head(model: nn.Module) -> bool:

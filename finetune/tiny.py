@@ -27,6 +27,8 @@ from transformers import (
     Florence2ForConditionalGeneration,
     Florence2Processor,
     Florence2VisionConfig,
+    PreTrainedModel,
+    ProcessorMixin,
 )
 
 from agent.detector.loc import LOC_BINS
@@ -190,9 +192,9 @@ def check_class_names(class_names: Sequence[str]) -> None:
         raise ValueError(f"class name(s) {repeated} appear more than once")
 
 
-def save_model(model: Florence2ForConditionalGeneration, processor: Florence2Processor, class_names: Sequence[str],
-               out_dir: Path) -> Path:
-    """Greedy generation defaults, then the `save_pretrained` layout plus `classes.txt`; returns `out_dir`."""
+def save_model(model: PreTrainedModel, processor: ProcessorMixin, class_names: Sequence[str], out_dir: Path) -> Path:
+    """Greedy generation defaults, then the `save_pretrained` layout plus `classes.txt`; returns `out_dir` (any
+    family's tiny model: finetune/paligemma/tiny.py saves through it too)."""
     model.generation_config.num_beams = 1
     model.generation_config.do_sample = False
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny Florence-2 built once per session; the private Mosquitto broker plugin."""
+"""Shared fixtures: a tiny Florence-2 and a tiny PaliGemma 2 built once per session; the private Mosquitto broker
+plugin."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from filelock import FileLock
 from hypothesis import settings as hypothesis_settings
 
 from agent.capture.synthetic import SyntheticFrame
+from finetune.paligemma.tiny import TinyPaliSpec
 from finetune.tiny import TinySpec
 from finetune.tiny_train.trainer import TinyTrainConfig
 
@@ -19,6 +21,7 @@ pytest_plugins = ["tests.fixtures.broker", "tests.fixtures.genicam", "tests.fixt
 
 TINY_CLASSES = ("scratch", "hole", "stain")
 OVERFIT_SPEC = TinySpec(image_size=128, patch_strides=(4, 2, 1))  # 16 x 16 token grid on 128 px frames
+TINY_PALI_SPEC = TinyPaliSpec(image_size=64, patch_size=8)
 OVERFIT_CONFIG = TinyTrainConfig(steps=200, batch_size=6, lr=2e-3, flip=False, aligned_init=True, seed=0, threads=2)
 
 # CI replays the same examples every run (a red CI must be reproducible); local runs keep exploring.
@@ -37,6 +40,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from finetune.tiny import build_tiny_model
 
     return build_tiny_model(TINY_CLASSES, tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_paligemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny PaliGemma 2 for TINY_CLASSES (64 px input, 8 px patches: 64 image tokens)."""
+    from finetune.paligemma.tiny import build_tiny_paligemma
+
+    return build_tiny_paligemma(TINY_CLASSES, tmp_path_factory.mktemp("paligemma") / "model", TINY_PALI_SPEC)
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,16 @@ with x2 >= x1 and y2 >= y1, and a group is only started when the token budget st
 closing `</s>`. With this grammar every output parses, even from a randomly initialised model.
 
 `OdGrammar` is backend-neutral (token ids in, allowed ids out) so every backend (HF generate, the fast decoder,
-ONNX) enforces the same language and scores boxes on the same constrained distribution.
+ONNX) enforces the same language and scores boxes on the same constrained distribution. Another model family's
+answer language (PaliGemma 2's, agent/detector/paligemma/grammar.py) implements the same `Grammar` protocol on the
+same `RowState` and label trie, so `OdLogitsProcessor` and the greedy loop (agent/detector/greedy.py) serve it too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
@@ -38,10 +41,48 @@ class RowState:
     locs: list[int] = field(default_factory=list)
     boxes: int = 0
     steps: int = 0  # tokens consumed so far
+    sep: int = 0  # tokens of a multi-token separator written so far (PaliGemma's ` ; `; unused by `<OD>`)
 
 
 class GrammarError(ValueError):
     """A class list the tokenizer cannot express as a label (names the class)."""
+
+
+class Grammar(Protocol):
+    """What the logits processor, the greedy loop and the sliced vocabulary need of an answer language."""
+
+    class_names: tuple[str, ...]
+    eos_id: int
+    pad_id: int
+    vocab_size: int
+    loc_ids: torch.Tensor
+    allowed_ids: torch.Tensor  # every token the language can ever emit
+
+    def advance(self, state: RowState, token: int) -> None: ...
+
+    def allowed(self, state: RowState, budget: int, min_boxes: int = 0, max_boxes: int | None = None
+                ) -> list[int]: ...
+
+
+def build_label_trie(label_ids: Sequence[Sequence[int]], class_names: Sequence[str]) -> _TrieNode:
+    """A trie over the classes' label token ids; two classes with the same ids are a `GrammarError` naming both."""
+    root = _TrieNode()
+    for class_id, ids in enumerate(label_ids):
+        node = root
+        for tok in ids:
+            node = node.children.setdefault(tok, _TrieNode())
+        if node.class_id is not None:
+            raise GrammarError(f"classes {class_names[node.class_id]!r} and {class_names[class_id]!r} "
+                               "tokenize identically")
+        node.class_id = class_id
+    return root
+
+
+def shortest_finish(node: _TrieNode) -> int:
+    """Fewest label tokens still needed from `node` to the end of some class name."""
+    if node.class_id is not None:
+        return 0
+    return 1 + min(shortest_finish(child) for child in node.children.values())
 
 
 class OdGrammar:
@@ -56,7 +97,7 @@ class OdGrammar:
         self.loc_ids = torch.tensor(tokenizer.convert_tokens_to_ids([f"<loc_{i}>" for i in range(LOC_BINS)]))
         self._loc_index = {int(t): i for i, t in enumerate(self.loc_ids)}
         self.label_ids = [self._label_tokens(tokenizer, name) for name in self.class_names]
-        self.root = self._build_trie(self.label_ids)
+        self.root = build_label_trie(self.label_ids, self.class_names)
         label_tokens = {t for ids in self.label_ids for t in ids}
         specials = {self.bos_id, self.eos_id, self.pad_id}
         self.allowed_ids = torch.tensor(sorted(specials | set(self._loc_index) | label_tokens))
@@ -66,18 +107,6 @@ class OdGrammar:
         if not ids or any(i in self._loc_index for i in ids) or self.eos_id in ids:
             raise GrammarError(f"class name {name!r} cannot be written by this tokenizer (ids {ids})")
         return ids
-
-    def _build_trie(self, label_ids: list[list[int]]) -> _TrieNode:
-        root = _TrieNode()
-        for class_id, ids in enumerate(label_ids):
-            node = root
-            for tok in ids:
-                node = node.children.setdefault(tok, _TrieNode())
-            if node.class_id is not None:
-                raise GrammarError(f"classes {self.class_names[node.class_id]!r} and {self.class_names[class_id]!r} "
-                                   "tokenize identically")
-            node.class_id = class_id
-        return root
 
     def loc_bin(self, token_id: int) -> int | None:
         return self._loc_index.get(token_id)
@@ -129,25 +158,22 @@ class OdGrammar:
 
     def _fits(self, node: _TrieNode, budget_after: int) -> bool:
         """Can some class through `node` still finish (rest of label + 4 locs + </s>) within the budget?"""
-        return self._shortest_finish(node) + 5 <= budget_after
-
-    def _shortest_finish(self, node: _TrieNode) -> int:
-        if node.class_id is not None:
-            return 0
-        return 1 + min(self._shortest_finish(child) for child in node.children.values())
+        return shortest_finish(node) + 5 <= budget_after
 
     def _loc_range(self, lower_bin: int) -> list[int]:
         return [int(t) for t in self.loc_ids[lower_bin:]]
 
 
 class OdLogitsProcessor(LogitsProcessor):
-    """HF `LogitsProcessor` enforcing `OdGrammar`; everything outside the allowed set gets -inf.
+    """HF `LogitsProcessor` enforcing a `Grammar` (`OdGrammar` or another family's); everything outside the allowed
+    set gets -inf.
 
-    `prompt_len` is the length of the decoder prefix that generation starts from (1: the decoder start token).
+    `prompt_len` is the length of the prefix that generation starts from (1: Florence-2's decoder start token; the
+    whole prompt for a decoder-only model).
     """
 
     def __init__(
-        self, grammar: OdGrammar, max_new_tokens: int, min_boxes: int = 0, max_boxes: int | None = None,
+        self, grammar: Grammar, max_new_tokens: int, min_boxes: int = 0, max_boxes: int | None = None,
         prompt_len: int = 1,
     ) -> None:
         self.grammar = grammar

@@ -1,6 +1,6 @@
 """Model families as data: which backends serve a family, and how a model directory says which family it is.
 
-A family (Florence-2 today; Mask R-CNN and PaliGemma 2 are planned) is one entry of `FAMILIES`: its backends, each a
+A family (Florence-2, Mask R-CNN, PaliGemma 2) is one entry of `FAMILIES`: its backends, each a
 builder `DetectorRequest -> Detector` that imports its heavy code only when called. `create_detector`
 (agent/detector/factory.py) looks the model's family up with `family_of` and calls the builder: adding a family is
 adding an entry, not another branch.
@@ -54,7 +54,8 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 # Each family's registration module (light: no torch at import). Loaded by name, like plugins: each imports this
 # module to register itself, so importing them here would be a cycle.
-FAMILY_MODULES = ("agent.detector.florence2_family", "agent.detector.maskrcnn.family")
+FAMILY_MODULES = ("agent.detector.florence2_family", "agent.detector.maskrcnn.family",
+                  "agent.detector.paligemma.family")
 
 
 def families() -> dict[str, Family]:

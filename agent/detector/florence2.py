@@ -53,6 +53,11 @@ def resolve_model_source(model: str | Path) -> str:
 
 def check_florence_config(source: str) -> None:
     """Refuse non-Florence checkpoints before transformers builds the wrong model."""
+    check_model_type(source, "florence2", "Florence-2")
+
+
+def check_model_type(source: str, expected: str, title: str) -> None:
+    """Refuse a checkpoint whose config.json names another `model_type` than `expected` (a family called `title`)."""
     cfg_path = Path(source) / "config.json"
     if not cfg_path.is_file():
         return  # a hub id: transformers checks it when loading
@@ -60,8 +65,8 @@ def check_florence_config(source: str) -> None:
         model_type = json.loads(cfg_path.read_text()).get("model_type")
     except json.JSONDecodeError as exc:
         raise DetectorError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    if model_type != "florence2":
-        raise DetectorError(f"{source} is a {model_type!r} checkpoint, not Florence-2 (model_type 'florence2')")
+    if model_type != expected:
+        raise DetectorError(f"{source} is a {model_type!r} checkpoint, not {title} (model_type {expected!r})")
 
 
 def read_class_names(source: str, class_names: Sequence[str] | None) -> tuple[str, ...]:
@@ -82,10 +87,17 @@ def pick_device(requested: str) -> torch.device:
 
 
 class Florence2Detector:
-    """Batched Florence-2 `<OD>` detector. `detect(frames)` -> one `Detections` per BGR frame."""
+    """Batched Florence-2 `<OD>` detector. `detect(frames)` -> one `Detections` per BGR frame.
+
+    Another family served through HF `generate` (PaliGemma 2) subclasses it, replacing the model type and class, the
+    CUDA dtype, `_make_grammar`, `_build_prompt_ids`, `generate` and `_to_detections`.
+    """
 
     # Full-vocab id -> column of the log-probs `generate` returns; None: the columns are the full vocabulary.
     score_columns: torch.Tensor | None = None
+    model_type, title = "florence2", "Florence-2"  # the config.json model_type this class loads, and its name
+    model_class = "Florence2ForConditionalGeneration"  # the transformers class that loads it
+    cuda_dtype = torch.float16  # the inference dtype on a GPU (CPU: float32)
 
     def __init__(
         self,
@@ -96,29 +108,33 @@ class Florence2Detector:
     ) -> None:
         self.options = options or DetectorOptions()
         self.source = resolve_model_source(model)
-        check_florence_config(self.source)
+        check_model_type(self.source, self.model_type, self.title)
         self.class_names = read_class_names(self.source, class_names)
         self.device = pick_device(self.options.device)
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.dtype = self.cuda_dtype if self.device.type == "cuda" else torch.float32
         self.processor, self.model = self._load(self.source)
         if adapter is not None:
             self.model = merge_adapter(self.model, Path(adapter), self.source)
         self._prepare_for_inference()
-        self.grammar = OdGrammar(self.processor.tokenizer, self.class_names)
+        self.grammar = self._make_grammar()
         self.version = model_version(self.source, adapter)
         self._prompt_ids = self._build_prompt_ids()
         self.last_timing: dict[str, float] = {}
 
     def _load(self, source: str) -> tuple[Any, Any]:
-        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+        import transformers
 
         try:
-            processor = AutoProcessor.from_pretrained(source)
+            processor = transformers.AutoProcessor.from_pretrained(source)
             # use_safetensors: a pickle checkpoint (pytorch_model.bin) can run code when loaded; never fall back to it
-            model = Florence2ForConditionalGeneration.from_pretrained(source, dtype=self.dtype, use_safetensors=True)
+            model = getattr(transformers, self.model_class).from_pretrained(source, dtype=self.dtype,
+                                                                           use_safetensors=True)
         except (OSError, ValueError) as exc:
-            raise DetectorError(f"could not load Florence-2 from {source!r}: {exc}") from exc
+            raise DetectorError(f"could not load {self.title} from {source!r}: {exc}") from exc
         return processor, model
+
+    def _make_grammar(self) -> Any:
+        return OdGrammar(self.processor.tokenizer, self.class_names)
 
     def _prepare_for_inference(self) -> None:
         # Inference never needs activation checkpointing; it would only recompute and slow the decode loop.

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from agent.detector.constraints import DONE, OdGrammar, RowState
+from agent.detector.constraints import DONE, Grammar, RowState
 
 # (previous tokens, full-vocab ids, shape B; decoder position of those tokens) -> logits B x A over the slice
 StepFn = Callable[[npt.NDArray[np.int64], int], npt.NDArray[np.float32]]
@@ -40,7 +40,7 @@ class DecodeLimits:
 class SlicedVocab:
     """The grammar's vocabulary slice: column -> full-vocab id (`ids`) and full-vocab id -> column (`columns`)."""
 
-    def __init__(self, grammar: OdGrammar) -> None:
+    def __init__(self, grammar: Grammar) -> None:
         self.ids = grammar.allowed_ids.numpy().astype(np.int64)
         columns = np.full(max(grammar.vocab_size, int(self.ids.max()) + 1), -1, dtype=np.int64)
         columns[self.ids] = np.arange(len(self.ids))
@@ -54,7 +54,7 @@ class SlicedVocab:
         return torch.from_numpy(self.columns)
 
     def allowed_mask(
-        self, grammar: OdGrammar, states: list[RowState], limits: DecodeLimits
+        self, grammar: Grammar, states: list[RowState], limits: DecodeLimits
     ) -> npt.NDArray[np.bool_]:
         """B x A: True where the grammar allows the column's token next."""
         mask = np.zeros((len(states), len(self.ids)), dtype=bool)
@@ -73,7 +73,7 @@ def masked_log_softmax(logits: npt.NDArray[np.float32], mask: npt.NDArray[np.boo
 
 
 def greedy_decode(
-    step: StepFn, grammar: OdGrammar, vocab: SlicedVocab, batch: int, limits: DecodeLimits, decoder_start_id: int
+    step: StepFn, grammar: Grammar, vocab: SlicedVocab, batch: int, limits: DecodeLimits, decoder_start_id: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Run the constrained greedy loop -> (tokens B x T full-vocab ids, log-probs T x B x A over the slice)."""
     states = [RowState() for _ in range(batch)]

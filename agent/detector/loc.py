@@ -22,15 +22,16 @@ LOC_BINS = 1000
 _LOC_GROUP = re.compile(r"([^<>]+?)\s*<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
 
 
-def quantize(coords: npt.ArrayLike, size: float) -> npt.NDArray[np.int64]:
-    """Pixel coordinates along an axis of `size` pixels -> integer bins 0..LOC_BINS-1."""
-    bins = np.floor(np.asarray(coords, dtype=np.float64) / size * LOC_BINS)
-    return np.clip(bins, 0, LOC_BINS - 1).astype(np.int64)
+def quantize(coords: npt.ArrayLike, size: float, levels: int = LOC_BINS) -> npt.NDArray[np.int64]:
+    """Pixel coordinates along an axis of `size` pixels -> integer bins 0..levels-1 (another dialect may have
+    another number of bins: PaliGemma's 1024)."""
+    bins = np.floor(np.asarray(coords, dtype=np.float64) / size * levels)
+    return np.clip(bins, 0, levels - 1).astype(np.int64)
 
 
-def dequantize(bins: npt.ArrayLike, size: float) -> npt.NDArray[np.float32]:
+def dequantize(bins: npt.ArrayLike, size: float, levels: int = LOC_BINS) -> npt.NDArray[np.float32]:
     """Integer bins -> pixel coordinates at the centre of each bin."""
-    return ((np.asarray(bins, dtype=np.float64) + 0.5) * size / LOC_BINS).astype(np.float32)
+    return ((np.asarray(bins, dtype=np.float64) + 0.5) * size / levels).astype(np.float32)
 
 
 def bins_to_xyxy(bins: npt.ArrayLike, image_size: tuple[int, int]) -> npt.NDArray[np.float32]:

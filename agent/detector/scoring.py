@@ -66,7 +66,7 @@ def score_sequence(
         if phase_before in (GROUP, LABEL) and grammar.loc_bin(tok) is None and tok != grammar.eos_id:
             label_logp += float(log_probs[t, tok if columns is None else int(columns[tok])])
         elif phase_before in (LABEL, LOC):
-            loc_probs.append(_window_mass(log_probs[t], loc_ids, grammar.loc_bin(tok) or 0, loc_window))
+            loc_probs.append(window_mass(log_probs[t], loc_ids, grammar.loc_bin(tok) or 0, loc_window))
         class_id = state.node.class_id if state.node is not None else None
         grammar.advance(state, tok)
         if phase_before == LOC and state.phase == GROUP:
@@ -88,7 +88,7 @@ def scored_detections(
     )
 
 
-def _window_mass(step_log_probs: torch.Tensor, loc_ids: torch.Tensor, chosen_bin: int, window: int) -> float:
+def window_mass(step_log_probs: torch.Tensor, loc_ids: torch.Tensor, chosen_bin: int, window: int) -> float:
     lo, hi = max(0, chosen_bin - window), min(len(loc_ids), chosen_bin + window + 1)
     return float(torch.exp(step_log_probs[loc_ids[lo:hi]]).sum().clamp(max=1.0))
 
@@ -104,4 +104,4 @@ def _finish_box(
 
 
 __all__ = ["DEFAULT_LOC_WINDOW", "LABEL", "LOC", "ScoredBox", "constrained_log_probs", "score_sequence",
-           "scored_detections"]
+           "scored_detections", "window_mass"]

@@ -48,6 +48,7 @@ class SourceFormat(str, Enum):
     deeppcb = "deeppcb"
     jsonl = "jsonl"
     masks = "masks"
+    paligemma = "paligemma"
 
 
 class TargetFormat(str, Enum):
@@ -55,6 +56,7 @@ class TargetFormat(str, Enum):
     coco = "coco"
     yolo = "yolo"
     voc = "voc"
+    paligemma = "paligemma"
 
 
 class Split(str, Enum):
@@ -69,9 +71,11 @@ _SKIP = typer.Option(False, "--skip-invalid",
                      help="drop every image whose annotation has a problem, with all its boxes; list and count them")
 _SPLIT = typer.Option(None, "--split", help="deeppcb: which split list to read (default all)")
 _TEMPLATES = typer.Option(False, "--include-templates", help="deeppcb: add the defect-free ID_temp.jpg frames")
-_CLASSES = typer.Option(None, "--classes", help="jsonl/voc: the class list in order, e.g. a,b,c (over classes.txt)")
+_CLASSES = typer.Option(None, "--classes",
+                        help="jsonl/voc/paligemma: the class list in order, e.g. a,b,c (over classes.txt)")
 _DISCOVER = typer.Option(False, "--discover-classes",
-                         help="jsonl/voc without a class list: take the labels as found, in first-seen order")
+                         help="jsonl/voc/paligemma without a class list: take the labels as found, in first-seen "
+                              "order")
 _UNLABELLED = typer.Option(False, "--unlabelled-as-good",
                            help="voc/yolo: an image without annotation file is a defect-free frame (else an error)")
 _REPORT = typer.Option(None, "--report", help=f"file for the full problem list, written when over {LISTED} "

@@ -28,6 +28,7 @@ def export_onnx_command(
     from agent.detector.base import DetectorError
     from finetune.cli.families import export_family, is_other_family, model_family
     from finetune.export import ExportError, export_onnx
+    from finetune.families import refuse_adapter_export
 
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     family = model_family(model)
@@ -39,8 +40,9 @@ def export_onnx_command(
         typer.echo(f"wrote {written} ({precision.value}, {(written / 'model.onnx').stat().st_size / 1e6:.1f} MB)")
         return
     try:
+        refuse_adapter_export(model)  # an adapter family other than Florence-2 has no export yet
         written = export_onnx(model, out, adapter, precision.value, names)
-    except (DetectorError, ExportError) as exc:
+    except (DetectorError, ExportError, ValueError) as exc:  # ValueError: a family without ONNX export
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     sizes = {p.name: p.stat().st_size for p in sorted(written.glob("*.onnx"))}

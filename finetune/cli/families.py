@@ -26,7 +26,11 @@ def model_family(model: str | Path) -> str:
 
 
 def is_other_family(family: str) -> bool:
-    return family != DEFAULT_FAMILY
+    """A family that fine-tunes whole model directories (Mask R-CNN); adapter families (Florence-2, PaliGemma 2)
+    keep the LoRA path of `finetune` and `export onnx`."""
+    from finetune.families import kit_for
+
+    return family != DEFAULT_FAMILY and kit_for(family).trains_whole_models
 
 
 def finetune_family(family: str, data_format: str, data: Path, val: Path | None, **recipe: object) -> None:

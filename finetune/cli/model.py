@@ -10,7 +10,8 @@ import typer
 def tiny(
     classes: str = typer.Option(..., "--classes", help="comma-separated class names, e.g. scratch,hole,stain"),
     out: Path = typer.Option(..., "--out", help="directory to write (save_pretrained layout)"),
-    image_size: int = typer.Option(256, "--image-size", help="input resolution in pixels (florence2: multiple of 16)"),
+    image_size: int = typer.Option(256, "--image-size",
+                                   help="input resolution in pixels (a multiple of 16: the patch grid)"),
     seed: int = typer.Option(0, "--seed", help="initialisation seed"),
     family: str = typer.Option("florence2", "--family", help="model family (florence2 is the default)"),
 ) -> None:

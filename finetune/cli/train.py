@@ -1,4 +1,5 @@
-"""`edge-inspect finetune`: LoRA fine-tuning of a Florence-2 model on a labelled data set."""
+"""`edge-inspect finetune`: LoRA fine-tuning of a model (Florence-2, or another family's trainer) on a labelled data
+set."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def finetune_command(
     r: int = typer.Option(8, "--lora-r", min=1, help="LoRA rank"),
     alpha: int = typer.Option(16, "--lora-alpha", min=1, help="LoRA alpha"),
     dropout: float = typer.Option(0.05, "--lora-dropout", min=0.0, max=0.99, help="LoRA dropout"),
-    vision: bool = typer.Option(False, "--vision/--no-vision", help="also adapt the DaViT vision tower"),
+    vision: bool = typer.Option(False, "--vision/--no-vision",
+                                help="also adapt the vision tower (Florence-2: DaViT; PaliGemma 2: SigLIP)"),
     unfreeze_vision: int | None = typer.Option(
         None, "--unfreeze-vision-epoch", min=0, help="staged: vision LoRA trains from this epoch (0-based) on"),
     shuffle_boxes: bool = typer.Option(False, "--shuffle-boxes", help="suffix order augmentation"),
@@ -92,6 +94,7 @@ def finetune_command(
 
     from agent.store.files import StoreError
     from finetune.data import AnnotationError, read_dataset
+    from finetune.families import lora_trainer
     from finetune.lora import LoraError, LoraSettings
     from finetune.train.config import TrainConfig, TrainError
     from finetune.train.run import train_lora
@@ -106,8 +109,9 @@ def finetune_command(
             **recipe_options(augment, hard_examples, hard_weight, schedule))
         train_set = read_dataset(data_format.value, data)
         val_set = read_dataset(data_format.value, val) if val is not None else None
+        train = lora_trainer(model) or train_lora  # the model's adapter family (Florence-2: train_lora)
         with ProgressBar() as report:
-            result = train_lora(model, train_set, out, config, val_set, adapter, run_dir, resume, report)
+            result = train(model, train_set, out, config, val_set, adapter, run_dir, resume, report)
     except (AnnotationError, LoraError, TrainError, StoreError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc

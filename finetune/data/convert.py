@@ -16,17 +16,19 @@ from finetune.data.dataset import Dataset, Progress, no_progress
 from finetune.data.deeppcb import read_deeppcb
 from finetune.data.jsonl import read_jsonl, write_jsonl
 from finetune.data.mask_png import read_mask_pngs
+from finetune.data.paligemma import read_paligemma, write_paligemma
 from finetune.data.voc import read_voc, write_voc
 from finetune.data.yolo import read_yolo, write_yolo
 
 Writer = Callable[..., Path]
-READ_FORMATS: tuple[str, ...] = ("coco", "voc", "yolo", "deeppcb", "jsonl", "masks")
-WRITERS: dict[str, Writer] = {"jsonl": write_jsonl, "coco": write_coco, "yolo": write_yolo, "voc": write_voc}
+READ_FORMATS: tuple[str, ...] = ("coco", "voc", "yolo", "deeppcb", "jsonl", "masks", "paligemma")
+WRITERS: dict[str, Writer] = {"jsonl": write_jsonl, "coco": write_coco, "yolo": write_yolo, "voc": write_voc,
+                              "paligemma": write_paligemma}
 WRITE_FORMATS: tuple[str, ...] = tuple(WRITERS)
 
 
 UNLABELLED_FORMATS = ("voc", "yolo", "masks")  # one annotation file per image, so an image can lack one
-CLASS_LIST_FORMATS = ("jsonl", "voc")  # formats that may come without a class list
+CLASS_LIST_FORMATS = ("jsonl", "voc", "paligemma")  # formats that may come without a class list
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ def read_dataset(
         return read_deeppcb(src, options.split or "all", options.include_templates, skip, progress)
     if fmt == "jsonl":
         return read_jsonl(src, options.class_names, skip, progress, discover_classes=options.discover_classes)
+    if fmt == "paligemma":
+        return read_paligemma(src, options.class_names, skip, progress, discover_classes=options.discover_classes)
     if fmt == "voc":
         return read_voc(src, options.class_names, skip, progress, unlabelled_as_good=options.unlabelled_as_good,
                         discover_classes=options.discover_classes)
@@ -71,9 +75,11 @@ def _check_options(fmt: str, options: ReadOptions) -> None:
     if fmt != "deeppcb" and (options.split is not None or options.include_templates):
         raise ValueError(f"split / include_templates apply to deeppcb only, not to {fmt!r}")
     if fmt not in CLASS_LIST_FORMATS and options.class_names is not None:
-        raise ValueError(f"a class list can only be given for jsonl or voc (which may lack one), not for {fmt!r}")
+        raise ValueError(f"a class list can only be given for jsonl, voc or paligemma (which may lack one), not for "
+                         f"{fmt!r}")
     if fmt not in CLASS_LIST_FORMATS and options.discover_classes:
-        raise ValueError(f"classes can only be discovered for jsonl or voc (which may lack a list), not for {fmt!r}")
+        raise ValueError(f"classes can only be discovered for jsonl, voc or paligemma (which may lack a list), not "
+                         f"for {fmt!r}")
     if fmt not in UNLABELLED_FORMATS and options.unlabelled_as_good:
         raise ValueError(f"unlabelled-as-good applies to voc and yolo (one annotation file per image), not to {fmt!r}")
     if options.class_names is not None and options.discover_classes:

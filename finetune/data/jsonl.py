@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agent.detector.loc import LOC_BINS, to_loc_text
-from finetune.data.dataset import Dataset, Progress, no_progress
+from finetune.data.dataset import Dataset, Progress, Sample, no_progress
 from finetune.data.files import copy_images, prepare_output_dir, write_class_file
 from finetune.data.issues import IssueKind, IssueLog, Location
 from finetune.data.validate import RawBox, RawSample, build_dataset, resolve_classes
@@ -34,22 +35,33 @@ def read_jsonl(
     discover_classes: bool = False,
 ) -> Dataset:
     """Read a folder holding `annotations.jsonl` (or the .jsonl file itself); bad lines raise `AnnotationError`."""
-    path = src / ANNOTATIONS if src.is_dir() else src
-    if not path.is_file():
-        raise FileNotFoundError(f"no Florence JSONL annotations at {path}")
+    path = annotations_file(src, "Florence JSONL")
     log = IssueLog()
-    raws = _parse_lines(path, log)
+    raws = parse_lines(path, log)
     names, source = resolve_classes(class_names, path.parent / CLASS_FILE, raws, discover_classes, log)
     return build_dataset(raws, names, log, skip_invalid, progress, classes_from=source)
 
 
-def _parse_lines(path: Path, log: IssueLog) -> list[RawSample]:
+def annotations_file(src: Path, what: str) -> Path:
+    """`src/annotations.jsonl`, or `src` itself when it is the file; FileNotFoundError naming `what` is missing."""
+    path = src / ANNOTATIONS if src.is_dir() else src
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} annotations at {path}")
+    return path
+
+
+LineParser = Callable[[str, Location, IssueLog], RawSample | None]
+
+
+def parse_lines(path: Path, log: IssueLog, parse_line: LineParser | None = None) -> list[RawSample]:
+    """Every non-blank line through `parse_line` (Florence's by default; PaliGemma JSONL has its own)."""
+    parse = parse_line or _parse_line
     raws: list[RawSample] = []
     first_line: dict[Path, int] = {}
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not text.strip():
             continue
-        raw = _parse_line(text, Location(path, number), log)
+        raw = parse(text, Location(path, number), log)
         if raw is None:
             continue
         if raw.image in first_line:
@@ -61,7 +73,8 @@ def _parse_lines(path: Path, log: IssueLog) -> list[RawSample]:
     return raws
 
 
-def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | None:
+def parse_record(text: str, location: Location, log: IssueLog) -> tuple[dict[str, Any], RawSample] | None:
+    """A line's JSON object and its image (relative to the JSONL's folder); None, logged, when it has neither."""
     try:
         record: Any = json.loads(text)
     except json.JSONDecodeError as error:
@@ -70,7 +83,14 @@ def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | Non
     if not isinstance(record, dict) or not isinstance(record.get("image"), str) or not record["image"]:
         log.add(location, "field 'image' is missing or not a non-empty string", IssueKind.MALFORMED)
         return None
-    raw = RawSample(location.file.parent / record["image"], location)
+    return record, RawSample(location.file.parent / record["image"], location)
+
+
+def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | None:
+    parsed = parse_record(text, location, log)
+    if parsed is None:
+        return None
+    record, raw = parsed
     prefix, suffix = record.get("prefix", PREFIX), record.get("suffix")
     if prefix != PREFIX:
         raw.problem(location, f"field 'prefix' is {prefix!r}, expected {PREFIX!r} (object detection)",
@@ -117,12 +137,19 @@ def _parse_suffix(suffix: str, location: Location) -> tuple[list[RawBox], list[t
 def write_jsonl(dataset: Dataset, dst: Path, overwrite: bool = False, progress: Progress = no_progress) -> Path:
     """Write `dataset` as a Florence JSONL folder (images copied under `images/`); returns the JSONL path."""
     check_class_names(dataset.class_names)
+    return write_lines(dataset, dst, overwrite, progress, lambda s: (PREFIX, to_loc_text(s.detections.sorted_raster())))
+
+
+def write_lines(dataset: Dataset, dst: Path, overwrite: bool, progress: Progress,
+                texts: Callable[[Sample], tuple[str, str]]) -> Path:
+    """`annotations.jsonl` (one `{"image", "prefix", "suffix"}` line per sample, `texts` giving prefix and suffix),
+    `classes.txt` and the images copied under `images/`; returns the JSONL path."""
     prepare_output_dir(dst, overwrite)
     images = copy_images(dataset, dst / "images", progress)
     lines = []
     for sample, image in zip(dataset, images, strict=True):
-        suffix = to_loc_text(sample.detections.sorted_raster())
-        lines.append(json.dumps({"image": image.relative_to(dst).as_posix(), "prefix": PREFIX, "suffix": suffix}))
+        prefix, suffix = texts(sample)
+        lines.append(json.dumps({"image": image.relative_to(dst).as_posix(), "prefix": prefix, "suffix": suffix}))
     path = dst / ANNOTATIONS
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     write_class_file(dst / CLASS_FILE, dataset.class_names)

@@ -42,5 +42,16 @@ jsonl    DIR/annotations.jsonl          one line per image: {"image":
          DIR/classes.txt                class order (or --classes)
          DIR/images/**
 
+paligemma DIR/annotations.jsonl         one line per image: {"image":
+                                        "images/a.png", "prefix":
+                                        "detect a ; b", "suffix":
+                                        "<loc>x4 a ; <loc>x4 b"}, bins
+                                        0..1023 as y1 x1 y2 x2; every
+                                        prefix asks for all classes;
+                                        an empty suffix = defect-free
+         DIR/classes.txt                class order (or --classes, else
+                                        the first prefix)
+         DIR/images/**
+
 voc, yolo: an image without its annotation file is an error unless
 --unlabelled-as-good takes it as a defect-free frame."""

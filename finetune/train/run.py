@@ -63,8 +63,10 @@ def train_lora(
     run_dir: Path | None = None,
     resume: bool = False,
     progress: Progress | None = None,
+    trainer_class: type[LoraTrainer] = LoraTrainer,
 ) -> TrainResult:
-    """Train a LoRA adapter; see the `finetune.train` docstring for what lands in `out_dir` and `run_dir`."""
+    """Train a LoRA adapter; see the `finetune.train` docstring for what lands in `out_dir` and `run_dir`.
+    `trainer_class`: the model family's trainer (Florence-2's by default; finetune/paligemma/trainer.py)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir.with_name(out_dir.name + ".run")
     if not train_set.samples:
@@ -72,7 +74,7 @@ def train_lora(
     staged = config.unfreeze_vision_epoch is not None or config.schedule == "three-stage"
     if staged and not config.lora.vision and init_adapter is None:
         config = replace(config, lora=replace(config.lora, vision=True))  # staged unfreezing needs vision LoRA
-    trainer = LoraTrainer(model_dir, config, init_adapter)
+    trainer = trainer_class(model_dir, config, init_adapter)
     class_names = model_class_names(model_dir)
     tokenizer = trainer.processor.tokenizer
     samples = align_classes(train_set, class_names, "training set", tokenizer)
@@ -168,14 +170,14 @@ class _Run:
         self.epochs.append(record)
 
     def _val_map(self, epoch: int) -> dict[str, Any]:
-        """Save this epoch's adapter and evaluate it exactly as the detector will run it."""
-        from agent.detector.florence2 import DetectorOptions, Florence2Detector
+        """Save this epoch's adapter and evaluate it exactly as the detector will run it (the model family's
+        torch-eager backend)."""
+        from agent.detector.factory import create_detector
         from finetune.evaluate import EvalOptions, evaluate
 
         folder = self.run_dir / "epochs" / f"epoch-{epoch + 1:03d}"
         adapter = save_adapter(self.trainer.model, folder / "adapter")
-        detector = Florence2Detector(self.trainer.model_dir, adapter,
-                                     options=DetectorOptions(device=str(self.trainer.device)))
+        detector = create_detector("torch-eager", self.trainer.model_dir, adapter, device=str(self.trainer.device))
         assert self.val_set is not None
         report = evaluate(detector, self.val_set, folder / "eval", None,
                           EvalOptions(batch_size=self.config.eval_batch_size, annotated_frames=0, plots=False))

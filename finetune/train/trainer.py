@@ -54,41 +54,68 @@ def pick_device(requested: str) -> torch.device:
 
 # ----- the trainer --------------------------------------------------------------------------------------------------
 class LoraTrainer:
-    """One run: model + adapter + optimizer on a device, stepping through deterministic batches."""
+    """One run: model + adapter + optimizer on a device, stepping through deterministic batches.
+
+    Florence-2's; another family's trainer (finetune/paligemma/trainer.py) subclasses it and replaces the hooks:
+    `load`, `new_adapter`, `make_batcher`, `loc_tokens`, `activation_estimate` and `next_token_view`.
+    """
 
     def __init__(self, model_dir: Path, config: TrainConfig, init_adapter: Path | None = None) -> None:
-        from transformers import AutoProcessor, Florence2ForConditionalGeneration
-
         self.model_dir = Path(model_dir)
         self.config = config
         self.device = pick_device(config.device)
         self.amp = amp_dtype(config.amp, self.device)
         torch.manual_seed(config.seed)
-        self.processor = AutoProcessor.from_pretrained(self.model_dir)
-        base = Florence2ForConditionalGeneration.from_pretrained(self.model_dir, dtype=torch.float32)
-        self.model = load_lora(base, init_adapter) if init_adapter is not None else add_lora(base, config.lora)
+        self.processor, base = self.load()
+        self.model = load_lora(base, init_adapter) if init_adapter is not None else self.new_adapter(base)
         self.staged = config.unfreeze_vision_epoch is not None
         self.model.to(self.device)
-        self.batcher = Batcher(self.processor, config)
+        self.batcher = self.make_batcher()
         self.checkpointing = self._checkpointing(base)
         enable_checkpointing(self.model, self.checkpointing.enabled)
-        self.loc_ids = torch.tensor(self.processor.tokenizer.convert_tokens_to_ids(
-            [f"<loc_{i}>" for i in range(LOC_BINS)]), device=self.device)
+        self.loc_ids = torch.tensor(self.processor.tokenizer.convert_tokens_to_ids(self.loc_tokens()),
+                                    device=self.device)
         self.soft = self._soft_targets()
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
         self.schedule: torch.optim.lr_scheduler.LambdaLR | None = None
         self.total_steps = 0
 
+    # ----- the family's hooks (Florence-2 here) ----------------------------------------------------------------------
+    def load(self) -> tuple[Any, Any]:
+        """(processor, base model in float32) from `model_dir`."""
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+        processor = AutoProcessor.from_pretrained(self.model_dir)
+        return processor, Florence2ForConditionalGeneration.from_pretrained(self.model_dir, dtype=torch.float32)
+
+    def new_adapter(self, base: Any) -> Any:
+        return add_lora(base, self.config.lora)
+
+    def make_batcher(self) -> Batcher:
+        return Batcher(self.processor, self.config)
+
+    def loc_tokens(self) -> list[str]:
+        """The location tokens, in bin order (what soft targets spread over)."""
+        return [f"<loc_{i}>" for i in range(LOC_BINS)]
+
+    def activation_estimate(self, base: Any, precision_bytes: int) -> int:
+        return activation_bytes(base.config, max(self.batcher.size), self.config.batch_size, precision_bytes)
+
+    def next_token_view(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the labels they predict, aligned (an encoder-decoder's are already; a decoder-only model's
+        logits at t predict the token at t + 1)."""
+        return logits, labels
+
+    # ----- the run ------------------------------------------------------------------------------------------------
     def _checkpointing(self, base: Any) -> CheckpointingChoice:
-        precision = 2 if self.amp is not None else 4
-        needed = activation_bytes(base.config, max(self.batcher.size), self.config.batch_size, precision)
+        needed = self.activation_estimate(base, 2 if self.amp is not None else 4)
         return choose_checkpointing(self.config.gradient_checkpointing, self.device, needed)
 
     def _soft_targets(self) -> torch.Tensor | None:
         if self.config.loc_sigma <= 0:
             return None
-        return soft_loc_targets(self.config.loc_sigma).to(self.device)
+        return soft_loc_targets(self.config.loc_sigma, len(self.loc_ids)).to(self.device)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         text = [p for _, p in lora_parameters(self.model, vision=False) if p.requires_grad]
@@ -119,12 +146,13 @@ class LoraTrainer:
         autocast = (torch.autocast("cuda", dtype=self.amp) if self.amp is not None else contextlib.nullcontext())
         with autocast:
             out = self.model(**batch, use_cache=False)
+        logits, labels = self.next_token_view(out.logits, batch["labels"])
         if mining and self.config.hard_fraction > 0:
-            losses = sample_losses(out.logits, batch["labels"], self.loc_ids, self.soft)
+            losses = sample_losses(logits, labels, self.loc_ids, self.soft)
             return weighted_batch_loss(losses, self.config.hard_fraction, self.config.hard_weight)
         if self.soft is None:
             return out.loss.float()
-        return sequence_loss(out.logits, batch["labels"], self.loc_ids, self.soft)
+        return sequence_loss(logits, labels, self.loc_ids, self.soft)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         self.model.train()

@@ -378,3 +378,17 @@ def test_without_promote_a_passing_candidate_is_stored_for_a_person_to_promote(l
     assert store.versions() == [report.candidate] == ["v0001"] and store.current() is None  # stored, not serving
     assert "not promoted" in report.reason and "notify" not in [s["step"] for s in report.steps]
     assert json.loads((report.run_dir / "report.json").read_text())["outcome"] == "passed"
+
+
+@pytest.mark.slow
+def test_a_paligemma_line_recalibrates_with_its_familys_trainer(tiny_paligemma_dir: Path, tmp_path: Path) -> None:
+    items = frames(8, 4)
+    write_set(items, tmp_path / "golden")
+    settings = settings_for(tmp_path, tiny_paligemma_dir, tmp_path / "golden", min_golden_per_class=0)
+    fill_queue(settings.state_dir, items)
+    report = recalibrate(settings, RunOptions(train_overrides={**TRAIN, "max_steps": 3, "lr": 1e-2}))
+    train = next(step for step in report.steps if step["step"] == "train")
+    assert train["state"] == "done" and train["steps"] == 3, report.steps
+    assert report.outcome in (Outcome.PROMOTED, Outcome.REJECTED), report.reason  # the gate decided, nothing failed
+    adapter_config = json.loads((report.run_dir / "candidate" / "adapter_config.json").read_text())
+    assert "o_proj" in adapter_config["target_modules"]  # Gemma 2's projections: PaliGemma's LoRA targets

@@ -36,9 +36,9 @@ def test_options_for_another_format_are_refused(tmp_path: Path) -> None:
         read_dataset("coco", tmp_path, ReadOptions(split="test"))
     with pytest.raises(ValueError, match="deeppcb only"):
         read_dataset("yolo", tmp_path, ReadOptions(include_templates=True))
-    with pytest.raises(ValueError, match="only be given for jsonl or voc"):
+    with pytest.raises(ValueError, match="only be given for jsonl, voc or paligemma"):
         read_dataset("coco", tmp_path, ReadOptions(class_names=("a",)))
-    with pytest.raises(ValueError, match="discovered for jsonl or voc"):
+    with pytest.raises(ValueError, match="discovered for jsonl, voc or paligemma"):
         read_dataset("yolo", tmp_path, ReadOptions(discover_classes=True))
     with pytest.raises(ValueError, match="unlabelled-as-good applies to voc and yolo"):
         read_dataset("jsonl", tmp_path, ReadOptions(unlabelled_as_good=True))
