@@ -24,6 +24,7 @@ from agent.config import Settings, load_settings
 from agent.daemon_commands import DaemonCommands
 from agent.decide import Thresholds
 from agent.detector.base import Detector, FrameError
+from agent.detector.tasks import GROUNDING, Region, run_task_on
 from agent.flags import FlagDesk, RecentParts
 from agent.geometry import CameraGeometries, geometries_from_settings
 from agent.handshake import Handshake
@@ -132,7 +133,8 @@ class Daemon(DaemonCommands):
             self.readiness, self.workers.infos, lambda: self.detector.version,
             config_path_of=lambda: self.config_path,
             runs_dir_of=lambda: self.settings.recalibration.work_dir or state.recalibration,  # where runs write
-            models_dir_of=lambda: state.models, reload_model_of=self.reload_model)
+            models_dir_of=lambda: state.models, reload_model_of=self.reload_model,
+            ground_of=self.ground)
         self.station_link = StationLink(self.settings.state_dir, backend, self.board, self.queue,
                                         lambda entry: self.publisher.publish_event("audit", **entry))
         self.station_link.start(self.settings.station, self.pictures.store)
@@ -142,6 +144,13 @@ class Daemon(DaemonCommands):
         """The station's promote/rollback: serve the model store's current adapter now; returns the served version."""
         self.reload(scope="model")
         return str(self.detector.version)
+
+    def ground(self, frame: Any, phrase: str) -> list[Region]:
+        """The station's "find the ...": phrase grounding with the serving model, on the caller's thread (the
+        station's grounding worker); only taking the detector waits for the swap lock, never the decode."""
+        with self._swap_lock:
+            detector = self.detector
+        return run_task_on(detector, [frame], GROUNDING, phrase)[0]
 
     def readiness(self) -> dict[str, bool]:
         """/readyz: a model is loaded, MQTT is connected, every camera is online."""

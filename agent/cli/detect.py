@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
 import typer
 
+from agent.detections import Detections
 from agent.detector.score_calibration import ScoreCalibration
+
+if TYPE_CHECKING:
+    from agent.detector.tasks import Task
 
 
 def detect(
@@ -24,44 +32,84 @@ def detect(
     raw_scores: bool = typer.Option(False, "--raw-scores", help="print the detector's raw scores, not the "
                                     "calibrated ones the daemon publishes (the model's calibration.json, or the "
                                     "adapter's manifest)"),
+    task: str = typer.Option("od", "--task", help="od (defects, what the daemon serves) | dense-region-caption "
+                             "(free-text captions with boxes) | phrase-grounding (boxes of --phrase); the last two "
+                             "run on torch-eager and torch-fast, print 'regions' and raw scores"),
+    phrase: str | None = typer.Option(None, "--phrase", help="phrase-grounding: what to find, e.g. 'scratch'"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=8, help="decode budget per frame (tokens)"),
 ) -> None:
-    """Detect defects in images: one JSON line per image on stdout."""
-    from agent.annotate import write_annotated
+    """Detect defects in images (or run another Florence-2 task): one JSON line per image on stdout."""
     from agent.detector.base import DetectorError
-    from agent.detector.factory import create_detector
-    from agent.detector.score_calibration import CalibrationError, calibrated
-    from agent.imageio import ImageReadError, read_image
+    from agent.detector.tasks import TaskError, check_phrase, task_named
 
     try:
-        detector = create_detector(backend, model, adapter, classes.split(",") if classes else None, device=device)
-        if not raw_scores:
-            detector = calibrated(detector, score_calibration_of(model, adapter))
-    except (DetectorError, CalibrationError) as exc:
+        chosen = task_named(task)
+        phrase = check_phrase(chosen, phrase)
+        answer = _answerer(chosen, phrase, backend, model, adapter, classes, device, max_new_tokens, raw_scores)
+    except (DetectorError, TaskError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     failures = 0
-    for start in range(0, len(images), batch):
-        paths, frames = [], []
-        for path in images[start : start + batch]:
-            try:
-                frames.append(read_image(path))
-                paths.append(path)
-            except ImageReadError as exc:
-                failures += 1
-                typer.echo(json.dumps({"image": str(path), "error": str(exc)}))
-        if not frames:
-            continue
-        t0 = time.perf_counter()
-        results = detector.detect(frames)
-        latency = (time.perf_counter() - t0) * 1e3 / len(frames)
-        for path, frame, dets in zip(paths, frames, results):
-            line = {"image": str(path), "defects": dets.to_json(), "latency_ms": round(latency, 2)}
-            typer.echo(json.dumps(line))
-            if annotate is not None:
-                write_annotated(frame, dets, annotate / f"{path.stem}.png")
+    try:
+        for start in range(0, len(images), batch):
+            failures += _detect_batch(images[start : start + batch], answer, annotate)
+    except (DetectorError, TaskError) as exc:  # e.g. a backend that cannot run the task (onnx: <OD> only)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     sys.stdout.flush()
     if failures:
         raise typer.Exit(code=1)
+
+
+Answer = Callable[[list[npt.NDArray[np.uint8]]], list[tuple[dict[str, Any], Detections]]]
+
+
+def _answerer(task: Task, phrase: str, backend: str, model: str, adapter: Path | None, classes: str | None,
+              device: str, max_new_tokens: int, raw_scores: bool) -> Answer:
+    """Frames -> (JSON fields, boxes to draw) per frame: `<OD>` defects (calibrated unless `raw_scores`), or regions."""
+    from agent.detector.factory import create_detector
+    from agent.detector.score_calibration import calibrated
+    from agent.detector.tasks import OD, regions_as_detections, run_task_on
+
+    detector = create_detector(backend, model, adapter, classes.split(",") if classes else None, device=device,
+                               max_new_tokens=max_new_tokens)
+    if task is OD:
+        if not raw_scores:
+            detector = calibrated(detector, score_calibration_of(model, adapter))
+        return lambda frames: [({"defects": d.to_json()}, d) for d in detector.detect(frames)]
+    fields = {"task": task.name, **({"phrase": phrase} if phrase else {})}
+
+    def regions(frames: list[npt.NDArray[np.uint8]]) -> list[tuple[dict[str, Any], Detections]]:
+        found = run_task_on(detector, frames, task, phrase)
+        return [({**fields, "regions": [r.to_json() for r in rs]},
+                 regions_as_detections(rs, (f.shape[1], f.shape[0]))) for f, rs in zip(frames, found, strict=True)]
+
+    return regions
+
+
+def _detect_batch(paths: list[Path], answer: Answer, annotate: Path | None) -> int:
+    """Print one line per image of the batch (an unreadable one says why); returns how many could not be read."""
+    from agent.annotate import write_annotated
+    from agent.imageio import ImageReadError, read_image
+
+    read, frames, failures = [], [], 0
+    for path in paths:
+        try:
+            frames.append(read_image(path))
+            read.append(path)
+        except ImageReadError as exc:
+            failures += 1
+            typer.echo(json.dumps({"image": str(path), "error": str(exc)}))
+    if not frames:
+        return failures
+    t0 = time.perf_counter()
+    results = answer(frames)
+    latency = (time.perf_counter() - t0) * 1e3 / len(frames)
+    for path, frame, (fields, dets) in zip(read, frames, results, strict=True):
+        typer.echo(json.dumps({"image": str(path), **fields, "latency_ms": round(latency, 2)}))
+        if annotate is not None:
+            write_annotated(frame, dets, annotate / f"{path.stem}.png")
+    return failures
 
 
 def score_calibration_of(model: str, adapter: Path | None) -> ScoreCalibration:

@@ -48,8 +48,19 @@ class GrammarError(ValueError):
     """A class list the tokenizer cannot express as a label (names the class)."""
 
 
-class Grammar(Protocol):
-    """What the logits processor, the greedy loop and the sliced vocabulary need of an answer language."""
+class StepGrammar(Protocol):
+    """What `OdLogitsProcessor` drives: any answer language, `<OD>`'s or a region task's
+    (`agent/detector/task_grammars.py`)."""
+
+    def advance(self, state: RowState, token: int) -> None: ...
+
+    def allowed(self, state: RowState, budget: int, min_boxes: int = 0, max_boxes: int | None = None
+                ) -> list[int] | torch.Tensor: ...
+
+
+class Grammar(StepGrammar, Protocol):
+    """What the greedy loop and the sliced vocabulary need besides: a detection language with a class list
+    (`OdGrammar`, PaliGemma's)."""
 
     class_names: tuple[str, ...]
     eos_id: int
@@ -85,17 +96,27 @@ def shortest_finish(node: _TrieNode) -> int:
     return 1 + min(shortest_finish(child) for child in node.children.values())
 
 
-class OdGrammar:
-    """The `<OD>` output language over a tokenizer's ids, for a fixed class list."""
+class LocVocabulary:
+    """The ids every Florence-2 grammar needs: `<s>`, `</s>`, `<pad>`, the vocabulary size, the 1000 `<loc_N>`."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, class_names: Sequence[str]) -> None:
-        self.class_names = tuple(class_names)
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.bos_id = int(tokenizer.bos_token_id)
         self.eos_id = int(tokenizer.eos_token_id)
         self.pad_id = int(tokenizer.pad_token_id)
         self.vocab_size = len(tokenizer)
         self.loc_ids = torch.tensor(tokenizer.convert_tokens_to_ids([f"<loc_{i}>" for i in range(LOC_BINS)]))
         self._loc_index = {int(t): i for i, t in enumerate(self.loc_ids)}
+
+    def loc_bin(self, token_id: int) -> int | None:
+        return self._loc_index.get(token_id)
+
+
+class OdGrammar(LocVocabulary):
+    """The `<OD>` output language over a tokenizer's ids, for a fixed class list."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, class_names: Sequence[str]) -> None:
+        super().__init__(tokenizer)
+        self.class_names = tuple(class_names)
         self.label_ids = [self._label_tokens(tokenizer, name) for name in self.class_names]
         self.root = build_label_trie(self.label_ids, self.class_names)
         label_tokens = {t for ids in self.label_ids for t in ids}
@@ -107,9 +128,6 @@ class OdGrammar:
         if not ids or any(i in self._loc_index for i in ids) or self.eos_id in ids:
             raise GrammarError(f"class name {name!r} cannot be written by this tokenizer (ids {ids})")
         return ids
-
-    def loc_bin(self, token_id: int) -> int | None:
-        return self._loc_index.get(token_id)
 
     # ----- transitions ----------------------------------------------------------------------------------------------
     def advance(self, state: RowState, token: int) -> None:
@@ -173,7 +191,7 @@ class OdLogitsProcessor(LogitsProcessor):
     """
 
     def __init__(
-        self, grammar: Grammar, max_new_tokens: int, min_boxes: int = 0, max_boxes: int | None = None,
+        self, grammar: StepGrammar, max_new_tokens: int, min_boxes: int = 0, max_boxes: int | None = None,
         prompt_len: int = 1,
     ) -> None:
         self.grammar = grammar

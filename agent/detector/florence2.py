@@ -23,6 +23,7 @@ from agent.detector.base import DetectorError, check_frame, timed_detect
 from agent.detector.constraints import OdGrammar, OdLogitsProcessor
 from agent.detector.loc import from_loc_text
 from agent.detector.scoring import DEFAULT_LOC_WINDOW, constrained_log_probs, scored_detections
+from agent.detector.tasks import Region, Task
 from agent.store.manifest import adapter_label
 
 TASK = "<OD>"
@@ -118,8 +119,9 @@ class Florence2Detector:
         self._prepare_for_inference()
         self.grammar = self._make_grammar()
         self.version = model_version(self.source, adapter)
-        self._prompt_ids = self._build_prompt_ids()
+        self._prompt_ids = self.prompt_ids_for(TASK)
         self.last_timing: dict[str, float] = {}
+        self.task_grammars: dict[str, Any] = {}  # region tasks' grammars, built on first use (task_runner.py)
 
     def _load(self, source: str) -> tuple[Any, Any]:
         import transformers
@@ -143,10 +145,11 @@ class Florence2Detector:
         self.model.to(device=self.device, dtype=self.dtype).eval()
         self.model.requires_grad_(False)
 
-    def _build_prompt_ids(self) -> torch.Tensor:
+    def prompt_ids_for(self, prompt: str) -> torch.Tensor:
+        """The processor's ids for `prompt` (the task token expanded, image tokens inserted), on the device."""
         size = self.image_size
         dummy = np.zeros((size[1], size[0], 3), dtype=np.uint8)
-        inputs = self.processor(text=[TASK], images=[dummy], return_tensors="pt")
+        inputs = self.processor(text=[prompt], images=[dummy], return_tensors="pt")
         return inputs["input_ids"].to(self.device)
 
     @property
@@ -162,12 +165,17 @@ class Florence2Detector:
 
     def generate(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy constrained generation -> (generated tokens B x T, constrained log-probs T x B x V)."""
-        batch = pixel_values.shape[0]
-        input_ids = self._prompt_ids.expand(batch, -1)
         processors = []
         if self.options.constrained:
             processors.append(OdLogitsProcessor(
                 self.grammar, self.options.max_new_tokens, self.options.min_boxes, self.options.max_boxes))
+        return self.generate_from(self._prompt_ids, pixel_values, processors)
+
+    def generate_from(self, prompt_ids: torch.Tensor, pixel_values: torch.Tensor, processors: list[Any]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """HF greedy `generate` from a prompt (1 x P ids) for every frame of the batch, under `processors`."""
+        batch = pixel_values.shape[0]
+        input_ids = prompt_ids.expand(batch, -1)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pixel_values,
@@ -176,6 +184,13 @@ class Florence2Detector:
             )
         log_probs = constrained_log_probs(torch.stack(out.scores))
         return out.sequences[:, 1:], log_probs  # drop the decoder-start token
+
+    def run_task(self, frames: Sequence[npt.NDArray[np.uint8]], task: Task, phrase: str | None = None
+                 ) -> list[list[Region]]:
+        """A region task (dense captions, phrase grounding) on BGR frames: `agent/detector/task_runner.py`."""
+        from agent.detector.task_runner import run_region_task
+
+        return run_region_task(self, frames, task, phrase)
 
     def detect(self, frames: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
         if not frames:

@@ -28,6 +28,7 @@ from agent.detector.constraints import OdGrammar
 from agent.detector.florence2 import DetectorOptions, pick_device, preprocess_frames
 from agent.detector.greedy import DecodeLimits, SlicedVocab, greedy_decode
 from agent.detector.scoring import scored_detections
+from agent.detector.tasks import Region, Task, TaskUnsupported
 
 GRAPHS = ("vision_encoder", "encoder_model", "decoder_model_with_past")
 MANIFEST = "export.json"
@@ -175,6 +176,14 @@ class OnnxDetector:
         results, timing = timed_detect(frames, self.preprocess, self.generate, self._to_detections)
         self.last_timing = {**timing, **self.last_decode}
         return results
+
+    def run_task(self, frames: Sequence[npt.NDArray[np.uint8]], task: Task, phrase: str | None = None
+                 ) -> list[list[Region]]:
+        """Region tasks are out of reach here: the export embeds the `<OD>` prompt and slices the decoder's output
+        to the `<OD>` grammar's tokens (finetune/export.py)."""
+        raise TaskUnsupported(f"backend 'onnx' runs <OD> only: the export {self.export_dir} embeds the <OD> prompt "
+                              f"and decodes on the <OD> vocabulary, so it cannot run {task.name}; serve the model "
+                              "on torch-eager or torch-fast for it")
 
     def _to_detections(self, tokens: list[int], log_probs: npt.NDArray[np.float32],
                        frame: npt.NDArray[np.uint8]) -> Detections:

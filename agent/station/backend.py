@@ -1,9 +1,10 @@
-"""What the daemon provides to the station: readiness, each camera's capture state, the model being served, and
-what the recalibration page needs (the config file a run reads, where runs and the model store live, a model reload).
+"""What the daemon provides to the station: readiness, each camera's capture state, the model being served, what
+the recalibration page needs (the config file a run reads, where runs and the model store live, a model reload), and
+phrase grounding with the served model (the review page's "find the ..." box).
 
 The station never reaches into the daemon's objects; the daemon hands it something that satisfies
 `StationBackend` (frames reach the station separately, through the `LiveBoard`). Every method is called from the
-server's threads and must be thread-safe; all but `reload_model` must be quick.
+server's threads and must be thread-safe; all but `reload_model` and `ground` must be quick.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
+from agent.detector.tasks import Region, TaskUnsupported
 from agent.statedir import StateDir
+
+Grounder = Callable[[npt.NDArray[np.uint8], str], list[Region]]
 
 
 @dataclass(frozen=True)
@@ -55,9 +62,18 @@ class StationBackend(Protocol):
         Raises when the model does not load; the old one then keeps serving."""
         ...
 
+    def ground(self, frame: npt.NDArray[np.uint8], phrase: str) -> list[Region]:
+        """Phrase grounding of `phrase` on a BGR frame with the served model (slow: a decode). Raises
+        `TaskUnsupported` when the served backend cannot ground (onnx), `TaskError` for a phrase it cannot write."""
+        ...
+
 
 def _no_reload() -> str:
     raise RuntimeError("this station cannot reload the daemon's model")
+
+
+def _no_grounding(_frame: npt.NDArray[np.uint8], _phrase: str) -> list[Region]:
+    raise TaskUnsupported("this station has no model to ground phrases with")
 
 
 @dataclass
@@ -72,6 +88,7 @@ class StaticBackend:
     state_dir: Path | None = None  # runs go to {state_dir}/recalibration, the store is {state_dir}/models
     on_reload: Callable[[], str] | None = None
     reloads: int = 0
+    grounder: Grounder = _no_grounding  # what `ground` answers with
 
     def readiness(self) -> Mapping[str, bool]:
         return dict(self.checks)
@@ -97,11 +114,15 @@ class StaticBackend:
             self.version = self.on_reload()
         return self.version
 
+    def ground(self, frame: npt.NDArray[np.uint8], phrase: str) -> list[Region]:
+        return self.grounder(frame, phrase)
+
 
 @dataclass(frozen=True)
 class CallbackBackend:
-    """A backend that asks the daemon through callables (the station never imports the daemon). The last four have
-    defaults for a station without recalibration: no config file, no runs, no store, no reload."""
+    """A backend that asks the daemon through callables (the station never imports the daemon). The last five have
+    defaults for a station without recalibration or a model: no config file, no runs, no store, no reload, no
+    grounding."""
 
     readiness_of: Callable[[], Mapping[str, bool]]
     cameras_of: Callable[[], Mapping[str, CameraInfo]]
@@ -110,6 +131,7 @@ class CallbackBackend:
     runs_dir_of: Callable[[], Path | None] = lambda: None
     models_dir_of: Callable[[], Path | None] = lambda: None
     reload_model_of: Callable[[], str] = _no_reload
+    ground_of: Grounder = _no_grounding
 
     def readiness(self) -> Mapping[str, bool]:
         return self.readiness_of()
@@ -131,3 +153,6 @@ class CallbackBackend:
 
     def reload_model(self) -> str:
         return self.reload_model_of()
+
+    def ground(self, frame: npt.NDArray[np.uint8], phrase: str) -> list[Region]:
+        return self.ground_of(frame, phrase)

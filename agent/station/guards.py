@@ -17,6 +17,7 @@ from agent.station.audit import AuditLog
 from agent.station.auth import LoginLimiter, PasswordChecker, Session, SessionStore
 from agent.station.backend import StationBackend
 from agent.station.config import StationConfig
+from agent.station.grounding import GroundingQueries
 from agent.station.hmi_tokens import HmiTokens
 from agent.station.live import LiveBoard
 
@@ -48,6 +49,7 @@ class StationContext:
     queue: LearningQueue | None = None  # the learning queue the review page works on (None: no review)
     pictures: PictureStore | None = None  # the pictures behind results' image_url (None: none kept)
     hmi_tokens: HmiTokens = field(default_factory=lambda: HmiTokens([]))  # bearer tokens that may fetch pictures
+    grounding: GroundingQueries = field(default_factory=GroundingQueries)  # the review page's "find the ..." queries
     stopping: threading.Event = field(default_factory=threading.Event)  # set by the server runner on stop()
 
 

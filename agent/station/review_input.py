@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.detections import Detections
+from agent.detector.tasks import MAX_PHRASE_CHARS
 from agent.learn.entry import EntryStatus, QueueEntry
 
 MAX_BOXES = 100  # far more defects than one frame ever shows; bounds the work one request can cause
@@ -41,6 +42,14 @@ class ReviewIn(BaseModel):
 
     action: Action
     boxes: list[BoxIn] | None = Field(default=None, max_length=MAX_BOXES)
+
+
+class GroundIn(BaseModel):
+    """A "find the ..." query: the phrase to ground on the entry's frame."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phrase: str = Field(min_length=1, max_length=MAX_PHRASE_CHARS)
 
 
 class GoldenIn(BaseModel):

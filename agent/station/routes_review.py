@@ -1,5 +1,7 @@
 """The review API (technicians only): the learning queue in review order, one entry with the model's suggestions,
-its frame, saving a review, the golden toggle, and the queue's summary. Every change is written to the audit log.
+its frame, saving a review, the golden toggle, the queue's summary, and "find the ...": phrase grounding on an
+entry's frame with the served model (boxes to pre-draw as suggestions; nothing is stored). Every change is written to
+the audit log.
 
 Review order is most unsure first: smallest |score - class threshold| over the entry's boxes
 (`agent.learn.uncertainty`).
@@ -12,12 +14,15 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 
+from agent.detector.base import DetectorError
+from agent.detector.tasks import GROUNDING, TaskError, TaskUnsupported, check_phrase
 from agent.learn.entry import QueueEntry, QueueError
 from agent.learn.queue import LearningQueue
 from agent.learn.uncertainty import most_unsure_first
 from agent.station.auth import Session
+from agent.station.grounding import GroundingBusy
 from agent.station.guards import StationContext, check_csrf, field_errors, require_technician, station
-from agent.station.review_input import STATUS_OF, GoldenIn, ReviewIn, box_problems, labels_of
+from agent.station.review_input import STATUS_OF, GoldenIn, GroundIn, ReviewIn, box_problems, labels_of
 from agent.station.review_view import entry_detail, list_item, queue_summary
 
 review = APIRouter(prefix="/api/review", dependencies=[Depends(require_technician), Depends(check_csrf)])
@@ -88,3 +93,30 @@ def set_golden(body: GoldenIn, found: QueueEntry = Depends(queue_entry), queue: 
 def summary(queue: LearningQueue = Depends(review_queue)) -> dict[str, Any]:
     """Entries by status; frames and per-class counts of the verified training and golden sets."""
     return queue_summary(queue)
+
+
+@review.post("/entries/{entry_id}/ground")
+async def ground(body: GroundIn, found: QueueEntry = Depends(queue_entry), queue: LearningQueue = Depends(review_queue),
+                 ctx: StationContext = Depends(station)) -> Any:
+    """Phrase grounding of `phrase` on the entry's frame with the served model, on the grounding worker (one query
+    at a time): the boxes it finds, for the page to pre-draw as suggestions. Nothing is stored."""
+    bad_phrase = {"field": "phrase", "message": "the served model cannot write this phrase (at most 64 printable "
+                                                "characters, no '<' or '>')"}
+    try:
+        phrase = check_phrase(GROUNDING, body.phrase)
+        answer = await ctx.grounding.run(lambda: ctx.backend.ground(queue.image(found.id), phrase))
+    except TaskError:
+        return field_errors([bad_phrase])
+    except GroundingBusy as exc:
+        raise HTTPException(429, str(exc)) from None
+    except TimeoutError:
+        raise HTTPException(504, f"grounding took longer than {ctx.grounding.timeout_s:g} s; it finishes in the "
+                                 "background, try again then") from None
+    except TaskUnsupported as exc:
+        raise HTTPException(501, f"cannot ground here: {exc}") from None
+    except QueueError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except DetectorError as exc:
+        raise HTTPException(503, f"grounding failed: {exc}") from None
+    return {"entry": found.id, "phrase": phrase, "model": ctx.backend.model_version(),
+            "seconds": round(answer.seconds, 3), "regions": [region.to_json() for region in answer.regions]}

@@ -74,6 +74,7 @@ class StationServer:
             return
         context: StationContext = self.app.state.station
         context.stopping.set()
+        context.grounding.close()
         self._server.should_exit = True
         self._thread.join(timeout)
         if self._thread.is_alive():

@@ -182,7 +182,7 @@ def split_command(
     try:
         dataset = read_dataset(from_format.value, src, options, rich_progress)
         result = split_dataset(dataset, val, test, seed, rich_progress)
-        written = write_splits(dataset, result.splits, out, overwrite, rich_progress)
+        written = write_splits(dataset, result.splits, out, overwrite, rich_progress, result.tasks)
     except AnnotationError as error:
         _fail_with_problems(error, from_format.value, src, None)
     except (ValueError, OSError) as error:
@@ -197,6 +197,9 @@ def _print_split(dataset: Dataset, result: SplitResult, written: dict[str, Path]
     typer.echo("\n".join(table))
     if result.duplicates:
         typer.echo(f"{result.duplicates} image(s) repeat another image's bytes; each stays in its twin's split")
+    if dataset.tasks:
+        typer.echo("region-task lines (with their image): " + ", ".join(
+            f"{name} {len(lines)}" for name, lines in result.tasks.items() if lines))
     for warning in warnings:
         typer.echo(warning, err=True)
     typer.echo("wrote " + ", ".join(f"{name}: {path}" for name, path in written.items()))
@@ -273,10 +276,15 @@ def _summary(dataset: Dataset, where: str, verb: str = "wrote") -> str:
     """One line; every image or class a choice added or dropped is counted in it."""
     notes = dataset.notes
     text = (f"{verb} {len(dataset)} images, {dataset.box_count} boxes, {len(dataset.class_names)} classes "
-            f"{list(dataset.class_names)} {where}")
+            f"{list(dataset.class_names)}")
+    if dataset.tasks:
+        text += f", {len(dataset.tasks)} region-task line(s)"
+    text += f" {where}"
     if dataset.skipped:
         text += (f", {len(dataset.skipped)} problem(s) skipped: dropped {len(notes.dropped_images)} image(s) "
                  f"with their {notes.dropped_boxes} box(es)")
+        if notes.dropped_task_lines:
+            text += f" and {notes.dropped_task_lines} region-task line(s)"
     if notes.unlabelled_as_good:
         text += f"; {len(notes.unlabelled_as_good)} image(s) without annotation file taken as defect-free"
     if notes.classes_from == "labels":

@@ -64,7 +64,15 @@ def finetune_command(
         Schedule.cosine, "--schedule",
         help="cosine: warm-up then cosine decay from --lr. three-stage (preset): lr 1e-4 with the first 2 vision "
              "stages' LoRA frozen, then 5e-5 with the first frozen, then 1e-5 all unfrozen; thirds of the steps"),
-    tasks: str = typer.Option("<OD>", "--tasks", help="comma-separated task mix, e.g. <OD>,<DENSE_REGION_CAPTION>"),
+    tasks: str = typer.Option(
+        "<OD>", "--tasks",
+        help="prompts the <OD> frames are trained with, derived from their boxes, one drawn per frame: e.g. "
+             "<OD>,<CAPTION_TO_PHRASE_GROUNDING> (a class on the frame as the phrase)"),
+    task_mix: str | None = typer.Option(
+        None, "--task-mix",
+        help="when the jsonl data also holds region-task lines (<DENSE_REGION_CAPTION>, <CAPTION_TO_PHRASE_GROUNDING>"
+             "phrase): the order and ratio of the tasks, one task per step, e.g. od=2,dense=1,grounding=1 (the "
+             "default for such data) or od,dense,grounding (one step each). docs/training.md"),
     checkpointing: bool | None = typer.Option(
         None, "--grad-checkpointing/--no-grad-checkpointing",
         help="activation checkpointing: less GPU memory, 1.5-5x slower steps. Default: off on CPU (it saves no "
@@ -98,6 +106,7 @@ def finetune_command(
     from finetune.lora import LoraError, LoraSettings
     from finetune.train.config import TrainConfig, TrainError
     from finetune.train.run import train_lora
+    from finetune.train.task_mix import parse_task_mix
 
     try:
         config = TrainConfig(
@@ -105,6 +114,7 @@ def finetune_command(
             lora=LoraSettings(r=r, alpha=alpha, dropout=dropout, vision=vision), gradient_checkpointing=checkpointing,
             amp=amp, unfreeze_vision_epoch=unfreeze_vision, shuffle_boxes=shuffle_boxes,
             tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), checkpoint_every=checkpoint_every,
+            task_mix=parse_task_mix(task_mix) if task_mix is not None else None,
             max_seconds=max_minutes * 60 if max_minutes else None, device=device,
             **recipe_options(augment, hard_examples, hard_weight, schedule))
         train_set = read_dataset(data_format.value, data)

@@ -89,9 +89,14 @@ def _check_options(fmt: str, options: ReadOptions) -> None:
 def write_dataset(
     fmt: str, dataset: Dataset, dst: Path, overwrite: bool = False, progress: Progress = no_progress
 ) -> Path:
-    """Write `dataset` to `dst` in format `fmt`; returns the main annotation file or folder."""
+    """Write `dataset` to `dst` in format `fmt`; returns the main annotation file or folder. Only Florence JSONL holds
+    region-task lines: writing a set that has some to another format is refused (they would be lost)."""
     if fmt not in WRITERS:
         raise ValueError(f"unknown target format {fmt!r}; expected one of {list(WRITE_FORMATS)}")
+    if dataset.tasks and fmt != "jsonl":
+        kinds = sorted({sample.task for sample in dataset.tasks})
+        raise ValueError(f"{fmt} holds class-labelled boxes only: the set's {len(dataset.tasks)} region-task line(s) "
+                         f"({', '.join(kinds)}) would be lost; convert to jsonl to keep them, or remove those lines")
     return WRITERS[fmt](dataset, dst, overwrite=overwrite, progress=progress)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from finetune.data.dataset import Dataset, Progress, no_progress
+from finetune.data.dataset import Dataset, Progress, Sample, TaskSample, no_progress
 from finetune.data.issues import IssueKind
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -106,20 +106,23 @@ def prepare_output_dir(dst: Path, overwrite: bool) -> None:
 
 
 def copy_images(dataset: Dataset, images_dir: Path, progress: Progress = no_progress) -> list[Path]:
-    """Copy every sample's image under `images_dir` at its relative name; return the new paths, in sample order.
+    """Copy every sample's image (and every region-task line's) under `images_dir` at its relative name; return the
+    new paths, samples first, then task lines, in order.
 
-    Two samples mapping to the same name would overwrite each other, so that is an error. An image already at its
-    destination (a set written in place, e.g. by `data synth`) is left alone.
+    Two images mapping to the same name would overwrite each other, so that is an error (one image named by several
+    lines is copied once). An image already at its destination (a set written in place, e.g. by `data synth`) is
+    left alone.
     """
-    targets = [images_dir / dataset.relative_name(sample) for sample in dataset]
+    items: list[Sample | TaskSample] = [*dataset.samples, *dataset.tasks]
+    targets = [images_dir / dataset.relative_name(item) for item in items]
     seen: dict[Path, Path] = {}
-    for sample, target in zip(dataset, targets, strict=True):
-        if target in seen and seen[target] != sample.image:
-            raise ValueError(f"images {seen[target]} and {sample.image} would both be written to {target}")
-        seen[target] = sample.image
-    for sample, target in progress(list(zip(dataset.samples, targets, strict=True)), "copying images"):
-        if target.resolve() == sample.image.resolve():
+    for item, target in zip(items, targets, strict=True):
+        if target in seen and seen[target] != item.image:
+            raise ValueError(f"images {seen[target]} and {item.image} would both be written to {target}")
+        seen[target] = item.image
+    for target, image in progress(list(seen.items()), "copying images"):
+        if target.resolve() == image.resolve():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(sample.image, target)
+        shutil.copy2(image, target)
     return targets

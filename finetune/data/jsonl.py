@@ -4,6 +4,8 @@ One line per image: `{"image": "images/a.png", "prefix": "<OD>", "suffix": "scra
 with image paths relative to the JSONL's folder and coordinates as `<loc_N>` bins 0..999 (see `agent.detector.loc`).
 `classes.txt` (or `--classes`) keeps the class order; taking the labels in first-seen order instead must be asked
 for (`discover_classes`), so a misspelt label cannot silently become a class. An empty suffix is a defect-free frame.
+Lines of the region tasks (`<DENSE_REGION_CAPTION>`, `<CAPTION_TO_PHRASE_GROUNDING>phrase`) are read and written by
+`finetune/data/tasks.py` into `Dataset.tasks`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.detector.loc import LOC_BINS, to_loc_text
-from finetune.data.dataset import Dataset, Progress, Sample, no_progress
+from finetune.data.dataset import Dataset, Progress, Sample, TaskSample, no_progress
 from finetune.data.files import copy_images, prepare_output_dir, write_class_file
 from finetune.data.issues import IssueKind, IssueLog, Location
+from finetune.data.tasks import TASK_TOKENS, RawTaskLine, build_task_samples, parse_task_line, suffix_runs, task_of
 from finetune.data.validate import RawBox, RawSample, build_dataset, resolve_classes
 
 ANNOTATIONS = "annotations.jsonl"
@@ -34,12 +37,19 @@ def read_jsonl(
     *,
     discover_classes: bool = False,
 ) -> Dataset:
-    """Read a folder holding `annotations.jsonl` (or the .jsonl file itself); bad lines raise `AnnotationError`."""
+    """Read a folder holding `annotations.jsonl` (or the .jsonl file itself); bad lines raise `AnnotationError`.
+    `<OD>` lines are the detection samples; region-caption and phrase-grounding lines become task samples."""
     path = annotations_file(src, "Florence JSONL")
     log = IssueLog()
-    raws = parse_lines(path, log)
-    names, source = resolve_classes(class_names, path.parent / CLASS_FILE, raws, discover_classes, log)
-    return build_dataset(raws, names, log, skip_invalid, progress, classes_from=source)
+    task_lines: list[RawTaskLine] = []
+    raws = parse_lines(path, log, lambda text, location, lg: _od_line(text, location, lg, task_lines))
+    class_file = path.parent / CLASS_FILE
+    if class_names is None and not raws and task_lines and not class_file.is_file():
+        class_names = ()  # region-task lines only: captions and phrases are not classes, no class list is needed
+    names, source = resolve_classes(class_names, class_file, raws, discover_classes, log)
+    tasks, dropped = build_task_samples(task_lines, log, progress)
+    return build_dataset(raws, names, log, skip_invalid, progress, classes_from=source, tasks=tasks,
+                         dropped_task_lines=dropped)
 
 
 def annotations_file(src: Path, what: str) -> Path:
@@ -54,8 +64,8 @@ LineParser = Callable[[str, Location, IssueLog], RawSample | None]
 
 
 def parse_lines(path: Path, log: IssueLog, parse_line: LineParser | None = None) -> list[RawSample]:
-    """Every non-blank line through `parse_line` (Florence's by default; PaliGemma JSONL has its own)."""
-    parse = parse_line or _parse_line
+    """Every non-blank line through `parse_line` (Florence's `<OD>` lines by default; PaliGemma JSONL has its own)."""
+    parse = parse_line or _parse_line_od_only
     raws: list[RawSample] = []
     first_line: dict[Path, int] = {}
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -86,15 +96,31 @@ def parse_record(text: str, location: Location, log: IssueLog) -> tuple[dict[str
     return record, RawSample(location.file.parent / record["image"], location)
 
 
-def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | None:
+def _od_line(text: str, location: Location, log: IssueLog, task_lines: list[RawTaskLine]) -> RawSample | None:
+    """A detection line, or None with a region-task line set aside in `task_lines` (one image may have both)."""
+    raw = _parse_line(text, location, log)
+    if isinstance(raw, RawTaskLine):
+        task_lines.append(raw)
+        return None
+    return raw
+
+
+def _parse_line_od_only(text: str, location: Location, log: IssueLog) -> RawSample | None:
+    return _od_line(text, location, log, [])
+
+
+def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | RawTaskLine | None:
     parsed = parse_record(text, location, log)
     if parsed is None:
         return None
     record, raw = parsed
     prefix, suffix = record.get("prefix", PREFIX), record.get("suffix")
+    task = task_of(prefix) if isinstance(prefix, str) else None
+    if task is not None:
+        return parse_task_line(raw.image, *task, suffix, location)
     if prefix != PREFIX:
-        raw.problem(location, f"field 'prefix' is {prefix!r}, expected {PREFIX!r} (object detection)",
-                    IssueKind.MALFORMED)
+        raw.problem(location, f"field 'prefix' is {prefix!r}, expected one of {[PREFIX, *TASK_TOKENS]} (object "
+                              "detection, region captions, phrase grounding + the phrase)", IssueKind.MALFORMED)
     if not isinstance(suffix, str):
         raw.problem(location, f"field 'suffix' is {suffix!r}, expected a string of label<loc_N>x4 groups",
                     IssueKind.MALFORMED)
@@ -111,17 +137,10 @@ def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | Non
 def _parse_suffix(suffix: str, location: Location) -> tuple[list[RawBox], list[tuple[IssueKind, str]]]:
     """Boxes as fractions of the image (bin centres, as `agent.detector.loc.dequantize` reads them) + problems."""
     boxes: list[RawBox] = []
+    matches, unparsed = suffix_runs(suffix, _GROUP)
     problems: list[tuple[IssueKind, str]] = []
-    position = 0
-    text = suffix.replace("</s>", "").replace("<s>", "")
-    while position < len(text):
-        match = _GROUP.match(text, position)
-        if match is None:
-            problems.append((IssueKind.MALFORMED,
-                             f"field 'suffix': cannot parse {text[position:position + 40]!r} at character {position}"))
-            break
+    for match in matches:
         label, bins = match.group(1), [int(g) for g in match.groups()[1:]]
-        position = match.end()
         if not label:
             problems.append((IssueKind.BAD_BOX, f"field 'suffix': box {bins} has no label (character {match.start()})"))
         elif max(bins) >= LOC_BINS:
@@ -131,6 +150,8 @@ def _parse_suffix(suffix: str, location: Location) -> tuple[list[RawBox], list[t
             fractions = tuple((b + 0.5) / LOC_BINS for b in bins)
             xyxy = (fractions[0], fractions[1], fractions[2], fractions[3])
             boxes.append(RawBox(label, xyxy, location, normalized=True, binned=True))
+    if unparsed is not None:
+        problems.append((IssueKind.MALFORMED, unparsed))
     return boxes, problems
 
 
@@ -147,8 +168,10 @@ def write_lines(dataset: Dataset, dst: Path, overwrite: bool, progress: Progress
     prepare_output_dir(dst, overwrite)
     images = copy_images(dataset, dst / "images", progress)
     lines = []
-    for sample, image in zip(dataset, images, strict=True):
-        prefix, suffix = texts(sample)
+    items: list[Sample | TaskSample] = [*dataset.samples, *dataset.tasks]  # region-task lines after the OD ones
+    for sample, image in zip(items, images, strict=True):
+        prefix, suffix = texts(sample) if isinstance(sample, Sample) \
+            else (sample.prompt, sample.target(sample.detections.sorted_raster()))
         lines.append(json.dumps({"image": image.relative_to(dst).as_posix(), "prefix": prefix, "suffix": suffix}))
     path = dst / ANNOTATIONS
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")

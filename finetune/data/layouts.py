@@ -38,7 +38,10 @@ deeppcb  DIR/PCBData/trainval.txt, test.txt   (--split)
 jsonl    DIR/annotations.jsonl          one line per image: {"image":
                                         "images/a.png", "prefix": "<OD>",
                                         "suffix": "label<loc_N>x4 ..."};
-                                        an empty suffix = defect-free
+                                        an empty suffix = defect-free;
+                                        also <DENSE_REGION_CAPTION> and
+                                        <CAPTION_TO_PHRASE_GROUNDING>phrase
+                                        lines (docs/data.md)
          DIR/classes.txt                class order (or --classes)
          DIR/images/**
 

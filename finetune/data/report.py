@@ -15,6 +15,7 @@ from pathlib import Path
 from finetune.data.convert import ReadOptions, read_dataset
 from finetune.data.dataset import Dataset, Progress, Sample, no_progress
 from finetune.data.issues import AnnotationError, AnnotationIssue, count_by_kind
+from finetune.data.tasks import task_counts
 
 LISTED = 50
 NO_DEFECT = "(no defect)"
@@ -92,6 +93,10 @@ def dataset_lines(dataset: Dataset) -> list[str]:
     if notes.dropped_images:
         lines.append(f"{len(notes.dropped_images)} image(s) with problems, {notes.dropped_boxes} box(es) in them: "
                      "--skip-invalid drops them entirely")
+    if dataset.tasks or notes.dropped_task_lines:
+        lines.append(f"region-task lines (captions and phrases are not classes; {notes.dropped_task_lines} with "
+                     "problems not counted):")
+        lines += task_counts(dataset.tasks)
     return lines
 
 

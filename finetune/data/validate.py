@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agent.detections import Detections
-from finetune.data.dataset import Dataset, Progress, ReadNotes, Sample, no_progress
+from finetune.data.dataset import Dataset, Progress, ReadNotes, Sample, TaskSample, no_progress
 from finetune.data.files import ImageProblem, decode_image, read_class_file
 from finetune.data.issues import AnnotationError, AnnotationIssue, IssueKind, IssueLog, Location
 
@@ -112,13 +112,16 @@ def build_dataset(
     progress: Progress = no_progress,
     root: Path | None = None,
     classes_from: str = "format",
+    tasks: Sequence[TaskSample] = (),
+    dropped_task_lines: int = 0,
 ) -> Dataset:
-    """Check every raw sample; bad ones are dropped and their problems go to `log`, which then `finish`es."""
+    """Check every raw sample; bad ones are dropped and their problems go to `log`, which then `finish`es.
+    `tasks` are region-task lines already checked (finetune/data/tasks.py), their problems already in `log`."""
     _flag_duplicate_images(raws)
     samples: list[Sample] = []
     dropped: list[RawSample] = []
     for raw in progress(raws, "decoding images, checking boxes"):
-        sample = _assemble_one(raw, class_names)
+        sample = assemble_one(raw, class_names)
         if isinstance(sample, Sample):
             samples.append(sample)
         else:
@@ -127,8 +130,8 @@ def build_dataset(
     dropped_ids = {id(raw) for raw in dropped}
     unlabelled = tuple(raw.image for raw in raws if raw.unlabelled and id(raw) not in dropped_ids)
     notes = ReadNotes(tuple(raw.image for raw in dropped), sum(len(raw.boxes) + raw.bad_boxes for raw in dropped),
-                      unlabelled, classes_from)
-    dataset = Dataset(class_names, samples, root=root, notes=notes)
+                      unlabelled, classes_from, dropped_task_lines)
+    dataset = Dataset(class_names, samples, root=root, notes=notes, tasks=list(tasks))
     try:
         dataset.skipped = log.finish(skip_invalid)
     except AnnotationError as error:
@@ -149,7 +152,8 @@ def _flag_duplicate_images(raws: Sequence[RawSample]) -> None:
                         IssueKind.DUPLICATE)
 
 
-def _assemble_one(raw: RawSample, class_names: tuple[str, ...]) -> Sample | list[AnnotationIssue]:
+def assemble_one(raw: RawSample, class_names: tuple[str, ...]) -> Sample | list[AnnotationIssue]:
+    """The sample, once its image decodes and every box is inside it and of a known class; else its problems."""
     problems = list(raw.problems)
     try:
         size = decode_image(raw.image)

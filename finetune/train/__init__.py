@@ -12,7 +12,8 @@ saved adapter), and writes:
 
 Modules: `config` (settings, `TrainError`), `batches` (samples -> model inputs, pure per-step batch order),
 `trainer` (model + optimizer + schedule + precision on a device), `checkpoints` (resumable state), `run` (the loop
-and the run directory, `train_lora`), `adapter_io` (the adapter and its manifest). The training recipe, all off by
+and the run directory, `train_lora`), `adapter_io` (the adapter and its manifest), `task_mix` (which of the data's
+tasks, `<OD>`, region captions, phrase grounding, each step trains). The training recipe, all off by
 default (docs/training.md): `augment` (image augmentation, boxes kept consistent), `hard_examples` (hard-example
 mining), `schedule` (warm-up + cosine, or the `three-stage` unfreezing preset).
 """

@@ -84,7 +84,7 @@ def fingerprint(model_dir: Path, data_hash: str, config: TrainConfig, init_adapt
     keep = ("batch_size", "lr", "seed", "lora", "tasks", "shuffle_boxes", "loc_sigma", "unfreeze_vision_epoch",
             "vision_lr_scale", "warmup_steps", "weight_decay", "max_steps", "epochs")
     # the recipe options count only when set, so a run killed before they existed still resumes
-    recipe = ("augment", "hard_fraction", "hard_weight", "schedule", "stage_ends")
+    recipe = ("augment", "hard_fraction", "hard_weight", "schedule", "stage_ends", "task_mix")
     defaults = TrainConfig().to_json()
     settings = {k: v for k, v in config.to_json().items()
                 if k in keep or (k in recipe and v != defaults[k])}

@@ -10,12 +10,23 @@ from finetune.lora import LoraSettings
 
 TASKS: tuple[str, ...] = ("<OD>", "<DENSE_REGION_CAPTION>", "<CAPTION_TO_PHRASE_GROUNDING>")
 GROUNDING = "<CAPTION_TO_PHRASE_GROUNDING>"
+MIX_TASKS: tuple[str, ...] = ("od", "dense", "grounding")  # the pools a task mix draws from (task_mix.py)
 SCHEDULES: tuple[str, ...] = ("cosine", "three-stage")  # see finetune/train/schedule.py
 Progress = Callable[[int, int, dict[str, float]], None]
 
 
 class TrainError(ValueError):
     """A training request that cannot run; the message names the setting, file or value at fault."""
+
+
+def check_mix(mix: tuple[tuple[str, int], ...]) -> None:
+    """A task mix names known pools, each once, with whole weights >= 0 and at least one above 0."""
+    names = [name for name, _ in mix]
+    unknown = [name for name in names if name not in MIX_TASKS]
+    if unknown or len(set(names)) != len(names):
+        raise TrainError(f"task mix {names}: each of {list(MIX_TASKS)} at most once ({unknown or 'a repeat'})")
+    if any(weight < 0 for _, weight in mix) or not any(weight > 0 for _, weight in mix):
+        raise TrainError(f"task mix {dict(mix)}: weights must be whole numbers >= 0, at least one above 0")
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,8 @@ class TrainConfig:
     hard_weight: float = 2.0  # raw weight of those hardest samples (the others 1), normalised to a mean of 1
     schedule: str = "cosine"  # cosine: warm-up + cosine at lr | three-stage: the preset of finetune/train/schedule.py
     stage_ends: tuple[float, float] = (1 / 3, 2 / 3)  # three-stage: where stages 1 and 2 end, fractions of the steps
-    tasks: tuple[str, ...] = ("<OD>",)
+    tasks: tuple[str, ...] = ("<OD>",)  # prompts an <OD> frame is trained with (derived from its boxes)
+    task_mix: tuple[tuple[str, int], ...] | None = None  # (od|dense|grounding, weight): finetune/train/task_mix.py
     loc_sigma: float = 0.0  # > 0: Gaussian soft targets over neighbouring <loc> bins
     checkpoint_every: int = 50
     eval_map: bool = True
@@ -81,6 +93,8 @@ class TrainConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise TrainError(f"tasks {list(self.tasks)}: each must be one of {list(TASKS)}")
+        if self.task_mix is not None:
+            check_mix(tuple((str(name), int(weight)) for name, weight in self.task_mix))
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise TrainError(f"amp={self.amp!r}: must be auto, off, bf16 or fp16")
         self._check_recipe()

@@ -12,13 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from agent.detector.tasks import DENSE, GROUNDING
 from agent.store.files import utc_now, write_json_atomic
-from finetune.data.dataset import Dataset, Sample
+from finetune.data.dataset import Dataset, Sample, TaskSample
 from finetune.lora import save_adapter, trainable_count
 from finetune.train.adapter_io import adapter_version, write_adapter
-from finetune.train.batches import align_classes, batch_indices, dataset_hash, model_class_names
+from finetune.train.batches import align_classes, dataset_hash, model_class_names
 from finetune.train.checkpoints import CHECKPOINTS, Checkpoints, check_resumable, fingerprint
 from finetune.train.config import Progress, TrainConfig, TrainError
+from finetune.train.task_mix import TaskMix, resolve_mix
 from finetune.train.trainer import LoraTrainer, peak_memory_mb
 
 
@@ -69,8 +71,9 @@ def train_lora(
     `trainer_class`: the model family's trainer (Florence-2's by default; finetune/paligemma/trainer.py)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir.with_name(out_dir.name + ".run")
-    if not train_set.samples:
+    if not train_set.samples and not train_set.tasks:
         raise TrainError("the training set has no samples")
+    task_mix_of(train_set.samples, train_set.tasks, config)  # a mix the data cannot serve fails before any loading
     staged = config.unfreeze_vision_epoch is not None or config.schedule == "three-stage"
     if staged and not config.lora.vision and init_adapter is None:
         config = replace(config, lora=replace(config.lora, vision=True))  # staged unfreezing needs vision LoRA
@@ -81,7 +84,8 @@ def train_lora(
     val = (align_classes(val_set, class_names, "validation set", tokenizer)
            if val_set is not None and val_set.samples else [])
     data_hash = dataset_hash(train_set)
-    run = _Run(trainer, samples, val, val_set, run_dir, plan(len(samples), config), progress)
+    mix = task_mix_of(samples, train_set.tasks, config)
+    run = _Run(trainer, mix, val, val_set, run_dir, plan(mix.items, config), progress)
     start = run.begin(fingerprint(model_dir, data_hash, config, init_adapter), resume)
     run.loop(start)
     parent = adapter_version(init_adapter)
@@ -90,12 +94,19 @@ def train_lora(
     return TrainResult(out_dir, run_dir, run.step, start or None, run.stopped, run.history, run.epochs, manifest)
 
 
+def task_mix_of(samples: list[Sample], lines: list[TaskSample], config: TrainConfig) -> TaskMix[Any]:
+    """The pools (the <OD> frames, the data's region-caption and grounding lines) and the mix the run trains."""
+    pools: dict[str, list[Any]] = {"od": samples, "dense": [t for t in lines if t.task == DENSE.token],
+                                   "grounding": [t for t in lines if t.task == GROUNDING.token]}
+    return TaskMix(pools, resolve_mix(config.task_mix, {name: len(pool) for name, pool in pools.items()}))
+
+
 class _Run:
     """The bookkeeping around the trainer: steps, epochs, budgets, checkpoints, validation, the run directory."""
 
-    def __init__(self, trainer: LoraTrainer, samples: list[Sample], val: list[Sample], val_set: Dataset | None,
+    def __init__(self, trainer: LoraTrainer, mix: TaskMix[Any], val: list[Sample], val_set: Dataset | None,
                  run_dir: Path, plan: _Plan, progress: Progress | None) -> None:
-        self.trainer, self.samples, self.val, self.val_set = trainer, samples, val, val_set
+        self.trainer, self.mix, self.val, self.val_set = trainer, mix, val, val_set
         self.config = trainer.config
         self.run_dir, self.plan, self.progress = run_dir, plan, progress
         self.checkpoints = Checkpoints(run_dir)
@@ -105,6 +116,7 @@ class _Run:
         self.stopped: str | None = None
         self.started = time.monotonic()
         self.epoch_losses: list[float] = []
+        self.task_losses: dict[str, list[float]] = {}
         trainer.set_schedule(plan.steps)
 
     def begin(self, fingerprint: dict[str, Any], resume: bool) -> int:
@@ -123,20 +135,22 @@ class _Run:
             "config": self.config.to_json(), "fingerprint": fingerprint, "plan": asdict(self.plan),
             "trainable_parameters": trainable, "total_parameters": total, "device": str(self.trainer.device),
             "amp": str(self.trainer.amp) if self.trainer.amp else None, "started_at": utc_now(),
-            "gradient_checkpointing": asdict(self.trainer.checkpointing)})
+            "gradient_checkpointing": asdict(self.trainer.checkpointing), "tasks": self.mix.describe()})
         return 0
 
     def loop(self, start: int) -> None:
         for step in range(start, self.plan.steps):
             epoch = step // self.plan.per_epoch
             self.trainer.unfreeze_for(step, epoch)
-            indices = batch_indices(len(self.samples), self.config.batch_size, self.config.seed, step)
+            task, items = self.mix.batch(step, self.config.batch_size, self.config.seed)
             rng = np.random.default_rng([self.config.seed, 1, step])
             augment_rng = np.random.default_rng([self.config.seed, 2, step])  # own stream: targets draw as before
-            batch = self.trainer.batcher([self.samples[i] for i in indices], rng, augment_rng=augment_rng)
+            batcher = self.trainer.batcher
+            batch = (batcher(items, rng, augment_rng=augment_rng) if task == "od"
+                     else batcher.regions(items, rng, augment_rng))
             lr = float(self.trainer.optimizer.param_groups[0]["lr"])  # the rate this step uses, before it moves on
             loss = self.trainer.train_step(batch)
-            self._record(step, loss, lr)
+            self._record(step, loss, lr, task)
             if (step + 1) % self.plan.per_epoch == 0 or step + 1 == self.plan.steps:
                 self._end_epoch(epoch)
             if (step + 1) % self.config.checkpoint_every == 0 and step + 1 < self.plan.steps:
@@ -148,13 +162,15 @@ class _Run:
                     self._end_epoch(epoch)
                 break
 
-    def _record(self, step: int, loss: float, lr: float) -> None:
+    def _record(self, step: int, loss: float, lr: float, task: str) -> None:
         if not math.isfinite(loss):
-            raise TrainError(f"training diverged: loss {loss} at step {step} (lower the learning rate)")
+            raise TrainError(f"training diverged: loss {loss} at step {step} ({task}; lower the learning rate)")
         self.step = step + 1
         self.epoch_losses.append(loss)
+        self.task_losses.setdefault(task, []).append(loss)
         if step % self.config.log_every == 0 or self.step == self.plan.steps:
-            self.history.append({"step": float(self.step), "loss": loss, "lr": lr})
+            mixed = {f"loss_{task}": loss} if len(self.mix.cycle) > 1 else {}  # which task this loss was
+            self.history.append({"step": float(self.step), "loss": loss, "lr": lr, **mixed})
         if self.progress is not None:
             self.progress(self.step, self.plan.steps, {"loss": loss, "lr": lr})
 
@@ -162,7 +178,9 @@ class _Run:
         record: dict[str, Any] = {"epoch": epoch + 1, "step": self.step,
                                   "train_loss": float(np.mean(self.epoch_losses)) if self.epoch_losses else None,
                                   "seconds": round(time.monotonic() - self.started, 2)}
-        self.epoch_losses = []
+        if len(self.mix.cycle) > 1:
+            record["train_loss_by_task"] = {task: float(np.mean(v)) for task, v in self.task_losses.items()}
+        self.epoch_losses, self.task_losses = [], {}
         if self.val:
             record["val_loss"] = self.trainer.validation_loss(self.val)
             if self.config.eval_map and self.val_set is not None:

@@ -127,7 +127,9 @@ def test_trigger_round_trips_part_id_and_malformed_commands_get_errors(tmp_path,
 
 def test_the_daemon_serves_its_station_with_live_frames_to_a_logged_in_technician(tmp_path, tiny_model_dir,
                                                                                      mosquitto) -> None:
-    config = write_config(tmp_path, tiny_model_dir, mosquitto, station={"users": [user_entry("tech", "technician")]})
+    """... and grounds a phrase on a queued frame with the model it serves (the review page's "find the ...")."""
+    config = write_config(tmp_path, tiny_model_dir, mosquitto, station={"users": [user_entry("tech", "technician")]},
+                          queue={"per_minute": 1000, "random_rate": 1.0})
     port = yaml_port(config)
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
@@ -139,10 +141,22 @@ def test_the_daemon_serves_its_station_with_live_frames_to_a_logged_in_technicia
             wait_until(lambda: web.get("/api/cameras/cam0/frame.jpg").status_code == 200, timeout_s=30,
                        what="a live frame", log=daemon.log_tail)
             assert web.get("/api/cameras/cam0/frame.jpg").content[:2] == b"\xff\xd8"  # a JPEG
+            assert_grounds_a_queued_frame(web, daemon)
         assert daemon.terminate() == 0, daemon.log_tail()
     finally:
         if daemon.proc.poll() is None:
             daemon.kill()
+
+
+def assert_grounds_a_queued_frame(web: httpx.Client, daemon: DaemonProcess) -> None:
+    wait_until(lambda: web.get("/api/review/entries?status=all").json()["total"] > 0, timeout_s=30,
+               what="a queued frame", log=daemon.log_tail)
+    entry = web.get("/api/review/entries?status=all").json()["entries"][0]
+    csrf = {"X-CSRF-Token": web.get("/api/me").json()["csrf_token"]}
+    answer = web.post(f"/api/review/entries/{entry['id']}/ground", json={"phrase": "hole"}, headers=csrf, timeout=60)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == "model" and all(region["label"] == "hole" for region in body["regions"])
 
 
 def yaml_port(config: Path) -> int:

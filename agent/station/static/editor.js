@@ -1,6 +1,8 @@
 // Box editor of the review page: an SVG laid over the frame, working in the frame's own pixel coordinates.
 // The model's boxes are SUGGESTIONS (dashed, translucent, with their score) until a person changes them; a box that
-// is drawn, moved, resized or given a class is a LABEL (solid). Every change can be undone.
+// is drawn, moved, resized or given a class is a LABEL (solid). Boxes FOUND by a "find the ..." query (phrase
+// grounding) have no class (dashed white, with the phrase) until a person gives them one; moved or resized they stay
+// found. Every change can be undone.
 // Mouse, pen and touch share one path (pointer events): drag on the frame draws, drag a box moves it, drag one of
 // the selected box's corner handles resizes it.
 
@@ -8,6 +10,7 @@ const MIN_BOX_PX = 6;  // screen pixels: a shorter drag is a click, not a box
 const DRAG_START_PX = 3;  // screen pixels a press must travel before it moves or resizes anything
 const HISTORY_LIMIT = 200;
 const CORNERS = ["nw", "ne", "sw", "se"];
+const FOUND_COLOR = "#ffffff";
 export const PALETTE = ["#ff9f1c", "#2ec4b6", "#ff4d6d", "#b388ff", "#4cc9f0", "#ffd60a", "#80ed99", "#f72585",
   "#adb5bd"];
 
@@ -21,6 +24,11 @@ function svgElement(name, attributes) {
 
 function clamp(value, low, high) {
   return Math.min(Math.max(value, low), high);
+}
+
+// Moving or resizing a box a person has not given a class (a found one) keeps it unclassified.
+function kindAfterEdit(box) {
+  return box.label === null ? "found" : "label";
 }
 
 function copyBoxes(boxes) {
@@ -64,7 +72,7 @@ export class BoxEditor {
     this.history = history.map((step) => ({ boxes: copyBoxes(step.boxes), selected: step.selected }));
     this.selected = null;
     this.gesture = null;
-    this.currentClass = boxes.length ? boxes[0].label : classes[0];
+    this.currentClass = boxes.length && boxes[0].label ? boxes[0].label : classes[0];
     this.svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     this.image.setAttribute("width", width);
     this.image.setAttribute("height", height);
@@ -88,6 +96,21 @@ export class BoxEditor {
     return this.history.length > 0;
   }
 
+  get found() {
+    return this.boxes.filter((box) => box.kind === "found").length;
+  }
+
+  // Boxes of a "find the ..." query replace the previous query's unclassified ones (one undo step).
+  addFound(regions) {
+    if (!regions.length && !this.found) return;
+    this.remember();
+    this.boxes = this.boxes.filter((box) => box.kind !== "found");
+    this.boxes.push(...regions.map(({ phrase, score, x1, y1, x2, y2 }) => ({ label: null, kind: "found", phrase,
+      score, x1, y1, x2, y2 })));
+    this.selected = null;
+    this.commit();
+  }
+
   remember() {
     this.history.push({ boxes: copyBoxes(this.boxes), selected: this.selected });
     if (this.history.length > HISTORY_LIMIT) this.history.shift();
@@ -101,7 +124,7 @@ export class BoxEditor {
   // ----- commands (keyboard and buttons) ----------------------------------------------------------------------------
   select(index) {
     this.selected = index === null || !this.boxes.length ? null : clamp(index, 0, this.boxes.length - 1);
-    if (this.selected !== null) this.currentClass = this.boxes[this.selected].label;
+    if (this.selected !== null && this.boxes[this.selected].label) this.currentClass = this.boxes[this.selected].label;
     this.commit();
   }
 
@@ -139,7 +162,7 @@ export class BoxEditor {
     } else {
       Object.assign(box, this.shifted(box, dx, dy));
     }
-    box.kind = "label";
+    box.kind = kindAfterEdit(box);
     this.commit();
     return true;
   }
@@ -211,7 +234,7 @@ export class BoxEditor {
   }
 
   dragged(gesture, point) {
-    const box = { ...gesture.original, kind: "label" };
+    const box = { ...gesture.original, kind: kindAfterEdit(gesture.original) };
     if (gesture.type === "move") return Object.assign(box, this.shifted(box, point.x - gesture.start.x,
       point.y - gesture.start.y));
     if (gesture.corner.includes("w")) box.x1 = Math.min(point.x, box.x2 - 1);
@@ -268,6 +291,7 @@ export class BoxEditor {
   }
 
   colorOf(label) {
+    if (label === null) return FOUND_COLOR;
     const index = this.classes.indexOf(label);
     return PALETTE[(index < 0 ? 0 : index) % PALETTE.length];
   }
@@ -285,11 +309,11 @@ export class BoxEditor {
   boxGroup(box, index, unit) {
     const selected = index === this.selected;
     const group = svgElement("g", { class: `box ${box.kind}${selected ? " selected" : ""}`, "data-index": index,
-      "data-label": box.label });
+      "data-label": box.label ?? "" });
     group.style.setProperty("--c", this.colorOf(box.label));  // CSSOM, not a style attribute: the CSP allows it
     const body = svgElement("rect", { class: "box-body", x: box.x1, y: box.y1, width: box.x2 - box.x1,
       height: box.y2 - box.y1, "stroke-width": (selected ? 3 : 2) * unit });
-    if (box.kind === "suggestion") body.setAttribute("stroke-dasharray", `${7 * unit} ${5 * unit}`);
+    if (box.kind !== "label") body.setAttribute("stroke-dasharray", `${7 * unit} ${5 * unit}`);
     group.append(body);
     group.append(this.tag(box, unit));
     if (selected) CORNERS.forEach((corner) => group.append(this.handle(box, corner, unit)));
@@ -301,7 +325,7 @@ export class BoxEditor {
     const below = box.y1 - 4 * unit < size;  // no room above the box: write the tag inside it
     const text = svgElement("text", { class: "box-tag", x: box.x1 + 2 * unit, y: below ? box.y1 + size : box.y1 - 4 * unit,
       "font-size": size, "stroke-width": 3 * unit });
-    text.textContent = box.kind === "suggestion" ? `${box.label} ${box.score.toFixed(2)}?` : box.label;
+    text.textContent = box.kind === "label" ? box.label : `${box.label ?? `find: ${box.phrase}`} ${box.score.toFixed(2)}?`;
     return text;
   }
 

@@ -1,10 +1,12 @@
 // Review page: the learning queue in the API's order (most unsure first), one frame at a time in the box editor.
 // A decision is saved to the API (Space / N / X) and the next frame opens; unsaved edits of a frame are kept while
-// moving between frames. The body's data-entry and data-busy attributes say what is shown (tests wait on them).
+// moving between frames. "Find the ..." asks the served model to ground a phrase on the frame (one query at a time,
+// off the inspection thread) and pre-draws what it finds as unclassified suggestions. The body's data-entry,
+// data-busy and data-finding attributes say what is shown (tests wait on them).
 import { $, apiClient, signIn, toast as showToast } from "./common.js";
 import { BoxEditor, PALETTE } from "./editor.js";
 
-const state = { items: [], index: 0, entry: null, drafts: new Map(), csrf: null, busy: false };
+const state = { items: [], index: 0, entry: null, drafts: new Map(), csrf: null, busy: false, finding: false };
 const editor = new BoxEditor($("canvas"), () => renderBoxes());
 
 // ----- talking to the API -------------------------------------------------------------------------------------------
@@ -74,6 +76,7 @@ function openEntry(entry) {
   editor.load({ width: entry.width, height: entry.height, image: entry.image, classes: entry.class_names,
     boxes: draft ? draft.boxes : boxesOf(entry), history: draft ? draft.history : [] });
   renderEntry();
+  showFindStatus("");
   document.body.dataset.entry = String(entry.id);
 }
 
@@ -97,6 +100,11 @@ function decisionBody(action) {
 
 async function decide(action) {
   if (state.busy || !state.entry) return;
+  if (action === "save" && editor.found) {
+    toast(`Not saved: ${editor.found} found box(es) have no class yet. Select each, press 1–9 for its class, or ` +
+      "Delete it.", "error");
+    return;
+  }
   const entry = state.entry;
   setBusy(true);
   let saved;
@@ -133,6 +141,40 @@ async function setGolden(value) {
   } catch (err) {
     toast(`Golden set not changed: ${err.message}`, "error");
     renderEntry();
+  }
+}
+
+// ----- "find the ..." (phrase grounding with the served model) ------------------------------------------------------
+function showFindStatus(text, kind = "info") {
+  $("find-status").textContent = text;
+  $("find-status").dataset.kind = kind;
+}
+
+function setFinding(finding) {
+  state.finding = finding;
+  document.body.dataset.finding = String(finding);
+  $("find-button").disabled = finding;
+}
+
+async function find(event) {
+  event.preventDefault();
+  $("find-phrase").blur();  // the editor's keys work again at once
+  const phrase = $("find-phrase").value.trim();
+  if (!state.entry || state.finding || !phrase) return;
+  const entry = state.entry;
+  setFinding(true);
+  showFindStatus(`Finding "${phrase}"…`);
+  try {
+    const answer = await api(`/api/review/entries/${entry.id}/ground`, { method: "POST", body: JSON.stringify({ phrase }) });
+    if (state.entry !== entry) return;  // moved on to another frame meanwhile: these boxes are not its
+    editor.addFound(answer.regions.map((r) => ({ phrase: answer.phrase, score: r.score, ...corners(r.box) })));
+    const n = answer.regions.length;
+    showFindStatus(n ? `${n} "${answer.phrase}" found (dashed white, suggestions): select one, press 1–9 for its class`
+      : `No "${answer.phrase}" found on this frame.`);
+  } catch (err) {
+    if (state.entry === entry) showFindStatus(`Find failed: ${err.message}`, "error");
+  } finally {
+    setFinding(false);
   }
 }
 
@@ -185,8 +227,9 @@ function renderBoxes() {
     const item = document.createElement("li");
     item.className = `${box.kind}${index === editor.selected ? " selected" : ""}`;
     item.style.setProperty("--c", editor.colorOf(box.label));
-    const kind = box.kind === "suggestion" ? `suggestion ${box.score.toFixed(2)}` : "label";
-    item.textContent = `${box.label} · ${kind} · ${Math.round(box.x2 - box.x1)}×${Math.round(box.y2 - box.y1)} px`;
+    const kind = box.kind === "label" ? "label" : `${box.kind} ${box.score.toFixed(2)}`;
+    const name = box.label ?? `"${box.phrase}": press 1–9 for its class`;
+    item.textContent = `${name} · ${kind} · ${Math.round(box.x2 - box.x1)}×${Math.round(box.y2 - box.y1)} px`;
     item.addEventListener("click", () => editor.select(index));
     return item;
   });
@@ -296,6 +339,7 @@ function wire() {
   onClick("help-close", () => toggleHelp(false));
   onClick("golden-auto", () => setGolden(null));
   $("golden").addEventListener("change", (event) => { event.target.blur(); setGolden(event.target.checked); });
+  $("find-form").addEventListener("submit", (event) => { find(event); });
   $("filter").addEventListener("change", (event) => {
     event.target.blur();
     loadList().catch((err) => toast(`Could not load the list: ${err.message}`, "error"));
@@ -303,6 +347,7 @@ function wire() {
 }
 
 async function start() {
+  setFinding(false);
   await signIn(api, state);
   wire();
   await Promise.all([loadList(), refreshSummary()]);

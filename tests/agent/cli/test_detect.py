@@ -76,3 +76,30 @@ def test_detect_prints_the_calibrated_scores_the_daemon_publishes(tiny_model_dir
     assert result.exit_code == 2 and "calibration.json is not JSON" in result.output
     raw = CliRunner().invoke(app, ["detect", "--model", str(model), "--raw-scores", str(good)])
     assert raw.exit_code == 0, raw.output
+
+
+def test_region_tasks_print_their_regions_and_draw_them(tiny_model_dir: Path, tmp_path: Path) -> None:
+    images = write_images(tmp_path, 2)
+    for task in (["--task", "dense-region-caption"], ["--task", "phrase-grounding", "--phrase", "oil spot"]):
+        result = CliRunner().invoke(app, ["detect", "--model", str(tiny_model_dir), *map(str, images), *task,
+                                          "--max-new-tokens", "24", "--annotate", str(tmp_path / task[1])])
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert [line["image"] for line in lines] == [str(p) for p in images]
+        for line in lines:
+            assert line["task"] == task[1] and "defects" not in line
+            assert line.get("phrase") == (task[3] if len(task) > 2 else None)
+            for region in line["regions"]:
+                x1, y1, x2, y2 = region["box"]
+                assert 0 <= x1 <= x2 <= 160 and 0 <= y1 <= y2 <= 120 and 0 <= region["score"] <= 1
+                assert region["label"] == task[3] if len(task) > 2 else region["label"]
+        assert sorted(p.name for p in (tmp_path / task[1]).iterdir()) == ["frame0.png", "frame1.png"]
+
+
+def test_a_bad_task_or_phrase_exits_2_naming_it(tiny_model_dir: Path, tmp_path: Path) -> None:
+    (image,) = write_images(tmp_path, 1)
+    for args, message in [(["--task", "segment"], "unknown task 'segment'"),
+                          (["--task", "phrase-grounding"], "needs a phrase"),
+                          (["--phrase", "hole"], "task 'od' takes no phrase")]:
+        result = CliRunner().invoke(app, ["detect", "--model", str(tiny_model_dir), str(image), *args])
+        assert result.exit_code == 2 and message in result.output, result.output

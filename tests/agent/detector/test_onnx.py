@@ -6,14 +6,18 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from agent.cli import app
 from agent.detections import Detections, box_iou
 from agent.detector.base import DetectorError
 from agent.detector.factory import create_detector
 from agent.detector.florence2 import DetectorOptions, Florence2Detector
 from agent.detector.onnx import OnnxDetector
+from agent.detector.tasks import GROUNDING, TaskUnsupported, run_task_on
 from finetune.export import export_onnx
 
 FREE = DetectorOptions(max_new_tokens=40)
@@ -110,3 +114,14 @@ def test_other_class_names_than_the_exported_ones_are_refused(exports: dict[str,
     exported = json.loads((exports["fp32"] / "export.json").read_text())["class_names"]
     with pytest.raises(DetectorError, match="export again"):
         OnnxDetector(exports["fp32"], class_names=[*exported, "dent"])
+
+
+def test_region_tasks_are_refused_with_what_to_serve_instead(exports: dict[str, Path], tmp_path: Path) -> None:
+    detector = create_detector("onnx", exports["fp32"])
+    with pytest.raises(TaskUnsupported, match="backend 'onnx' runs <OD> only.* serve the model on torch-eager"):
+        run_task_on(detector, random_frames(1), GROUNDING, "scratch")
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), random_frames(1)[0])
+    result = CliRunner().invoke(app, ["detect", "--backend", "onnx", "--model", str(exports["fp32"]), str(image),
+                                      "--task", "phrase-grounding", "--phrase", "scratch"])
+    assert result.exit_code == 2 and "cannot run phrase-grounding" in result.output

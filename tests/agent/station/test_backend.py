@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from agent.station.backend import CameraInfo, StaticBackend, StationBackend
+import numpy as np
+import pytest
+
+from agent.detector.tasks import Region, TaskUnsupported
+from agent.station.backend import CallbackBackend, CameraInfo, StaticBackend, StationBackend
 
 
 def test_static_backend_answers_what_it_was_given_as_copies() -> None:
@@ -12,3 +16,12 @@ def test_static_backend_answers_what_it_was_given_as_copies() -> None:
     cameras = backend.cameras()
     assert cameras["cam0"].status == "online" and cameras["cam0"].counters == {}
     assert backend.cameras() is not cameras
+
+
+def test_without_a_grounder_a_backend_says_it_cannot_ground() -> None:
+    frame = np.zeros((4, 4, 3), np.uint8)
+    for backend in (StaticBackend(), CallbackBackend(dict, dict, lambda: "v1")):
+        with pytest.raises(TaskUnsupported, match="no model to ground phrases with"):
+            backend.ground(frame, "scratch")
+    found = [Region("scratch", (0, 0, 1, 1), 0.5)]
+    assert StaticBackend(grounder=lambda f, p: found).ground(frame, "scratch") == found

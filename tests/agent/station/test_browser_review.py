@@ -1,7 +1,8 @@
 """The review page in a real browser (Debian's Chromium, headless, driven by Playwright), as a technician uses it:
 five frames reviewed from the keyboard (accept, a box moved by mouse, a box drawn, no defect, reject), checked in the
-learning queue afterwards; the editor's keys; the layout on a 1280x800 panel and on a phone. Screenshots go to
-$STATION_SCREENSHOTS when set (docs/img/station-review*.png are made that way), else tmp."""
+learning queue afterwards; the editor's keys; "find the ..." (phrase grounding) boxes that need a class before saving;
+the layout on a 1280x800 panel and on a phone. Screenshots go to $STATION_SCREENSHOTS when set
+(docs/img/station-review*.png are made that way), else tmp."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from agent.capture.synthetic import SyntheticGenerator
 from agent.capture.worker import Frame
 from agent.config import QueueConfig
 from agent.detections import Detections
+from agent.detector.tasks import Region
 from agent.learn.queue import LearningQueue
 from agent.station.server import StationServer
 from tests.agent.station.conftest import PASSWORDS, THRESHOLDS, make_station, station_config
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's ch
                                 "apt-get install -y chromium (.ci/run installs it when missing)")
 FIRST_SCORES = [0.51, 0.47, 0.55, 0.43, 0.59]  # margins 0.01 ... 0.09: review order is entry 1, 2, 3, 4, 5
 GENERATOR = SyntheticGenerator(seed=11, size=480, max_defects=2, defect_free_fraction=0.0)
+FOUND_BOX = (100.0, 100.0, 220.0, 180.0)  # what the stand-in model grounds "hole" at
 
 
 def suggested(index: int) -> tuple[Frame, Detections]:
@@ -47,6 +50,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, LearningQueue]]:
         frame, dets = suggested(index)
         assert queue.offer(frame, dets, THRESHOLDS, model="tiny@1").entry is not None
     made = make_station(tmp_path, station_config(port=0), queue=queue)
+    made.backend.grounder = lambda frame, phrase: [Region(phrase, FOUND_BOX, 0.42)] if phrase == "hole" else []
     server = StationServer(made.app, made.app.state.station.config)
     server.start()
     try:
@@ -95,11 +99,13 @@ def drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> No
 
 
 def boxes_on_page(page: Page) -> list[dict[str, Any]]:
-    """The editor's boxes as drawn: kind (suggestion/label), label and frame coordinates, in the editor's order."""
+    """The editor's boxes as drawn: kind (suggestion/found/label), label and frame coordinates, in the editor's
+    order."""
     boxes: list[dict[str, Any]] = page.evaluate("""() => [...document.querySelectorAll('#canvas .box')].map((g) => {
         const r = g.querySelector('.box-body');
         const n = (a) => Number(r.getAttribute(a));
-        return {index: Number(g.dataset.index), kind: g.classList.contains('suggestion') ? 'suggestion' : 'label',
+        const kind = ['suggestion', 'found'].find((k) => g.classList.contains(k)) || 'label';
+        return {index: Number(g.dataset.index), kind,
                 label: g.dataset.label, x1: n('x'), y1: n('y'), x2: n('x') + n('width'), y2: n('y') + n('height')};
     }).sort((a, b) => a.index - b.index)""")
     return boxes
@@ -224,3 +230,32 @@ def test_resize_by_a_corner_handle(page_at: Page) -> None:
     assert (resized["x1"], resized["y1"]) == (box["x1"], box["y1"])
     assert resized["x2"] - box["x2"] == pytest.approx(30 / scale, abs=1.5)
     assert resized["y2"] - box["y2"] == pytest.approx(20 / scale, abs=1.5)
+
+
+def test_found_boxes_are_suggestions_until_the_technician_gives_them_a_class(
+        page_at: Page, served: tuple[str, LearningQueue], tmp_path: Path) -> None:
+    shots = Path(os.environ.get("STATION_SCREENSHOTS") or tmp_path)
+    page = page_at
+    page.fill("#find-phrase", "hole")
+    page.press("#find-phrase", "Enter")
+    expect(page.locator("#find-status")).to_contain_text('1 "hole" found')
+    boxes = boxes_on_page(page)
+    assert [b["kind"] for b in boxes] == ["suggestion", "suggestion", "found"] and boxes[2]["label"] == ""
+    assert [boxes[2][k] for k in ("x1", "y1", "x2", "y2")] == list(FOUND_BOX)
+    page.screenshot(path=str(shots / "station-review-find.png"))
+    page.keyboard.press("Space")  # refused: a found box has no class yet
+    expect(page.locator("#toast")).to_contain_text("1 found box(es) have no class yet")
+    assert page.evaluate("() => document.body.dataset.entry") == "1"
+    page.fill("#find-phrase", "crack")
+    page.press("#find-phrase", "Enter")
+    expect(page.locator("#find-status")).to_contain_text('No "crack" found on this frame.')
+    assert [b["kind"] for b in boxes_on_page(page)] == ["suggestion", "suggestion"]  # replaced by the new answer
+    page.keyboard.press("Control+z")  # the "hole" box is back
+    page.click("#box-list li.found")
+    page.keyboard.press("2")  # it is a hole: now a label like any other
+    assert [(b["kind"], b["label"]) for b in boxes_on_page(page)][2] == ("label", "hole")
+    page.keyboard.press("Space")
+    wait_for_entry(page, 2)
+    entry = next(e for e in served[1].list() if e.id == 1)
+    assert entry.labels is not None and entry.labels.labels == [*entry.detections.labels, "hole"]
+    np.testing.assert_allclose(entry.labels.xyxy[-1], FOUND_BOX, atol=0.01)

@@ -3,6 +3,8 @@ refusal of malformed boxes (each a 4xx naming the field, changing nothing)."""
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from agent.detector.tasks import GROUNDING, Region, TaskUnsupported, run_task_on
 from agent.learn.queue import LearningQueue
 from agent.station.guards import MAX_BODY_BYTES
 from tests.agent.station.conftest import Station, make_station
@@ -192,3 +195,100 @@ def test_without_a_queue_the_review_api_says_so(tmp_path: Path) -> None:
     made.login("tech")
     response = made.client.get("/api/review/entries")
     assert response.status_code == 503 and "learning queue" in response.json()["detail"]
+
+
+# ----- "find the ...": phrase grounding on an entry's frame ----------------------------------------------------------
+def ground(station: Station, entry_id: int, body: Any, csrf: bool = True) -> Any:
+    headers = station.csrf() if csrf else {}
+    return station.client.post(f"/api/review/entries/{entry_id}/ground", json=body, headers=headers)
+
+
+def test_grounding_answers_the_served_models_boxes_for_the_entrys_frame_and_stores_nothing(
+        reviewing: Station) -> None:
+    asked: list[tuple[np.ndarray, str, str]] = []
+
+    def grounder(frame: np.ndarray, phrase: str) -> list[Region]:
+        asked.append((frame, phrase, threading.current_thread().name))
+        return [Region(phrase, (10.04, 20.0, 60.0, 80.0), 0.61234)]
+
+    reviewing.backend.grounder = grounder
+    reviewing.login("tech")
+    response = ground(reviewing, 2, {"phrase": "  dark scratch "})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["entry"] == 2 and body["phrase"] == "dark scratch" and body["model"] == "base+v0003"
+    assert body["regions"] == [{"label": "dark scratch", "box": [10.0, 20.0, 60.0, 80.0], "score": 0.6123}]
+    ((frame, phrase, thread),) = asked
+    assert np.array_equal(frame, queue_of(reviewing).image(2)) and phrase == "dark scratch"
+    assert thread.startswith("station-ground")  # never the request's own thread, never inspection's
+    assert_unchanged(reviewing)
+    assert [json.loads(line)["action"] for line in reviewing.audit_lines()] == ["login"]
+
+
+def test_only_a_technician_with_the_csrf_token_may_ground(reviewing: Station) -> None:
+    reviewing.backend.grounder = lambda frame, phrase: []
+    reviewing.login("tech")
+    assert ground(reviewing, 1, {"phrase": "scratch"}, csrf=False).status_code == 403
+    reviewing.login("view")
+    assert ground(reviewing, 1, {"phrase": "scratch"}).status_code == 403
+
+
+@pytest.mark.parametrize("phrase", ["", "   ", "x" * 65, "scratch<loc_5>", "two\nlines"])
+def test_a_bad_phrase_is_refused_naming_the_field(reviewing: Station, phrase: str) -> None:
+    reviewing.backend.grounder = lambda frame, p: pytest.fail("a bad phrase must not reach the model")
+    reviewing.login("tech")
+    response = ground(reviewing, 1, {"phrase": phrase})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "phrase"
+    assert phrase.strip() == "" or phrase not in response.text  # the value is never echoed
+
+
+def test_a_backend_that_cannot_ground_says_so_and_a_missing_entry_is_named(reviewing: Station) -> None:
+    def onnx(frame: np.ndarray, phrase: str) -> list[Region]:
+        raise TaskUnsupported("backend 'onnx' runs <OD> only")
+
+    reviewing.backend.grounder = onnx
+    reviewing.login("tech")
+    response = ground(reviewing, 1, {"phrase": "scratch"})
+    assert response.status_code == 501 and response.json()["detail"] == "cannot ground here: backend 'onnx' runs " \
+                                                                         "<OD> only"
+    missing = ground(reviewing, 99, {"phrase": "scratch"})
+    assert missing.status_code == 404 and "no queue entry with id 99" in missing.json()["detail"]
+
+
+def test_one_query_at_a_time_and_the_station_keeps_answering_meanwhile(reviewing: Station) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow(frame: np.ndarray, phrase: str) -> list[Region]:
+        started.set()
+        release.wait(10)
+        return []
+
+    reviewing.backend.grounder = slow
+    reviewing.login("tech")
+    headers = reviewing.csrf()
+    first: list[Any] = []
+    worker = threading.Thread(target=lambda: first.append(reviewing.client.post(
+        "/api/review/entries/1/ground", json={"phrase": "scratch"}, headers=headers)))
+    worker.start()
+    try:
+        assert started.wait(10)
+        busy = ground(reviewing, 2, {"phrase": "hole"})
+        assert busy.status_code == 429 and "already running (one at a time)" in busy.json()["detail"]
+        assert reviewing.client.get("/api/review/entries").status_code == 200  # not blocked by the query
+    finally:
+        release.set()
+        worker.join(10)
+    assert first[0].status_code == 200 and first[0].json()["regions"] == []
+
+
+def test_the_grounding_endpoint_with_the_tiny_model(reviewing: Station, tiny_model_dir: Path) -> None:
+    from agent.detector.florence2 import DetectorOptions, Florence2Detector
+
+    detector = Florence2Detector(tiny_model_dir, options=DetectorOptions(device="cpu", max_new_tokens=24))
+    reviewing.backend.grounder = lambda frame, phrase: run_task_on(detector, [frame], GROUNDING, phrase)[0]
+    reviewing.login("tech")
+    response = ground(reviewing, 3, {"phrase": "oil spot"})
+    assert response.status_code == 200, response.text
+    for region in response.json()["regions"]:
+        x1, y1, x2, y2 = region["box"]
+        assert region["label"] == "oil spot" and 0 <= x1 <= x2 <= 320 and 0 <= y1 <= y2 <= 240

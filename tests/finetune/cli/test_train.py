@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from finetune.cli.train import Schedule, recipe_options
@@ -27,3 +29,13 @@ def test_help_lists_the_recipe_flags() -> None:
     assert result.exit_code == 0
     for flag in ("--augment", "--hard-examples", "--hard-weight", "--schedule", "three-stage"):
         assert flag in result.output
+
+
+def test_a_bad_task_mix_is_refused_naming_it_before_anything_loads(tmp_path: Path) -> None:
+    from agent.cli import app
+
+    result = CliRunner().invoke(app, ["finetune", "--model", str(tmp_path / "none"), "--data", str(tmp_path),
+                                      "--out", str(tmp_path / "out"), "--task-mix", "od=2,caption=1"])
+    assert result.exit_code == 2
+    assert "task mix ['od', 'caption']: each of ['od', 'dense', 'grounding'] at most once" in result.output
+    assert not (tmp_path / "out").exists()
