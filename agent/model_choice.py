@@ -111,7 +111,7 @@ def detector_from_settings(settings: Settings, choice: ModelChoice) -> Detector:
                                    max_new_tokens=m.max_new_tokens)
     else:
         detector = create_detector(m.backend, m.path, choice.adapter, m.classes, device=m.device,
-                                   max_new_tokens=m.max_new_tokens)
+                                   max_new_tokens=m.max_new_tokens, quantize=m.quantize)
     return calibrated(detector, choice.calibration)
 
 

@@ -57,7 +57,7 @@ def line_detector(settings: Settings, base_dir: Path, contender: Contender) -> D
                                    max_new_tokens=m.max_new_tokens)
     else:
         detector = create_detector(m.backend, base_dir, contender.adapter, m.classes, device=m.device,
-                                   max_new_tokens=m.max_new_tokens)
+                                   max_new_tokens=m.max_new_tokens, quantize=m.quantize)
     return calibrated(detector, contender.calibration)
 
 

@@ -29,6 +29,7 @@ def detect(
     batch: int = typer.Option(4, "--batch", min=1, help="frames per forward pass"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     backend: str = typer.Option("torch-eager", "--backend", help="detector backend"),
+    quantize: str = typer.Option("none", "--quantize", help="none | int8-weight (torch-fast: int8 text weights)"),
     raw_scores: bool = typer.Option(False, "--raw-scores", help="print the detector's raw scores, not the "
                                     "calibrated ones the daemon publishes (the model's calibration.json, or the "
                                     "adapter's manifest)"),
@@ -45,7 +46,8 @@ def detect(
     try:
         chosen = task_named(task)
         phrase = check_phrase(chosen, phrase)
-        answer = _answerer(chosen, phrase, backend, model, adapter, classes, device, max_new_tokens, raw_scores)
+        answer = _answerer(chosen, phrase, backend, model, adapter, classes, device, max_new_tokens, raw_scores,
+                          quantize)
     except (DetectorError, TaskError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
@@ -65,14 +67,14 @@ Answer = Callable[[list[npt.NDArray[np.uint8]]], list[tuple[dict[str, Any], Dete
 
 
 def _answerer(task: Task, phrase: str, backend: str, model: str, adapter: Path | None, classes: str | None,
-              device: str, max_new_tokens: int, raw_scores: bool) -> Answer:
+              device: str, max_new_tokens: int, raw_scores: bool, quantize: str = "none") -> Answer:
     """Frames -> (JSON fields, boxes to draw) per frame: `<OD>` defects (calibrated unless `raw_scores`), or regions."""
     from agent.detector.factory import create_detector
     from agent.detector.score_calibration import calibrated
     from agent.detector.tasks import OD, regions_as_detections, run_task_on
 
     detector = create_detector(backend, model, adapter, classes.split(",") if classes else None, device=device,
-                               max_new_tokens=max_new_tokens)
+                               max_new_tokens=max_new_tokens, quantize=quantize)
     if task is OD:
         if not raw_scores:
             detector = calibrated(detector, score_calibration_of(model, adapter))

@@ -48,6 +48,10 @@ class ModelConfig(_Section):
         default="torch-eager", description="Inference backend"
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available, else cpu")
+    quantize: Literal["none", "int8-weight"] = Field(
+        default="none", description="int8-weight: the text encoder/decoder weights as int8 with a scale per row "
+        "(backend torch-fast only; for decode speed on CUDA and memory; docs/performance.md)"
+    )
     max_new_tokens: int = Field(default=64, ge=1, le=4096, description="Generation budget per frame")
     thresholds: dict[str, float] = Field(
         default={}, description="Per-class score threshold; classes not listed use default"
@@ -89,6 +93,13 @@ class ModelConfig(_Section):
         if bad:
             raise ValueError(f"thresholds must be within [0, 1], got {bad}")
         return thresholds
+
+    @model_validator(mode="after")
+    def _quantize_needs_torch_fast(self) -> ModelConfig:
+        if self.quantize != "none" and self.backend != "torch-fast":
+            raise ValueError(f"quantize {self.quantize!r} needs backend 'torch-fast', not {self.backend!r} (the onnx "
+                             "backend takes an INT8 export: edge-inspect export onnx --precision int8)")
+        return self
 
     def threshold(self, label: str) -> float:
         """The score threshold that applies to `label`."""

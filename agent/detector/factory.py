@@ -22,8 +22,9 @@ def create_detector(
     class_names: Sequence[str] | None = None,
     device: str = "auto",
     max_new_tokens: int = 64,
+    quantize: str = "none",
 ) -> Detector:
     """Build the named backend for the model's family; an unknown name raises `DetectorError` listing the family's
-    backends."""
-    request = DetectorRequest(model, adapter, class_names, device, max_new_tokens)
+    backends, or a quantization the backend cannot run (`agent.detector.quantize`) one naming both."""
+    request = DetectorRequest(model, adapter, class_names, device, max_new_tokens, quantize)
     return families()[family_of(model)].build(backend, request)

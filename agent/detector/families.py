@@ -30,6 +30,7 @@ class DetectorRequest:
     class_names: Sequence[str] | None = None
     device: str = "auto"
     max_new_tokens: int = 64
+    quantize: str = "none"  # none | int8-weight (agent/detector/quantize.py; Florence-2's torch-fast only)
 
 
 Builder = Callable[[DetectorRequest], Detector]
@@ -42,12 +43,16 @@ class Family:
     name: str
     model_types: tuple[str, ...]
     backends: Mapping[str, Builder]
+    quantizes: bool = False  # whether its builders pass `quantize` on (each backend then checks its own modes)
 
     def build(self, backend: str, request: DetectorRequest) -> Detector:
         builder = self.backends.get(backend)
         if builder is None:
             raise DetectorError(f"unknown detector backend {backend!r} for the {self.name} family; available: "
                                 f"{', '.join(self.backends)}")
+        if request.quantize != "none" and not self.quantizes:
+            raise DetectorError(f"quantize {request.quantize!r}: the {self.name} family serves unquantized weights "
+                                "only (quantize: none)")
         return builder(request)
 
 

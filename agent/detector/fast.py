@@ -31,6 +31,7 @@ from agent.detections import Detections
 from agent.detector.base import DetectorError
 from agent.detector.florence2 import DetectorOptions, Florence2Detector
 from agent.detector.greedy import DecodeLimits, SlicedVocab, greedy_decode
+from agent.detector.quantize import QUANTIZE_MODES, QUANTIZERS, Int8Linear
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,22 @@ class FastDecoder(nn.Module):
         weight = model.get_output_embeddings().weight
         self.register_buffer("lm_weight", weight[allowed_ids.to(weight.device)].detach().clone(), persistent=False)
         self.token_table: torch.Tensor | None = None  # set by `slice_embeddings`: ids are then slice columns
+        self.lm_int8: Int8Linear | None = None  # set by `quantize_lm_head` (model.quantize: int8-weight)
 
     def slice_embeddings(self, allowed_ids: torch.Tensor) -> None:
         """Keep only the input embeddings of the grammar's tokens (the only ones ever fed back): `forward` then
         takes slice columns instead of vocabulary ids. The ONNX export uses it to drop the 51k-row table."""
         weight = self.embed_tokens.weight
         self.token_table = (weight[allowed_ids.to(weight.device)] * self.embed_tokens.embed_scale).detach().clone()
+
+    def quantize_lm_head(self) -> None:
+        """Hold the sliced lm_head as int8 rows (`agent.detector.quantize`); the float rows are dropped."""
+        self.lm_int8 = Int8Linear(self.lm_weight)
+        self.lm_weight = self.lm_weight.new_empty((0, self.lm_weight.shape[1]))
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Sliced logits B x A of the step's last hidden state B x D."""
+        return hidden @ self.lm_weight.T if self.lm_int8 is None else self.lm_int8(hidden)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -120,7 +131,7 @@ class FastDecoder(nn.Module):
             q = self._split(attn.q_proj(hidden))
             out = self._attend(q, cache_k[i], cache_v[i], mask)
             hidden = self._block(layer, hidden, out.transpose(1, 2).reshape(hidden.shape), cross_k[i], cross_v[i])
-        return hidden[:, 0] @ self.lm_weight.T
+        return self._logits(hidden[:, 0])
 
     def step_with_past(self, ids: torch.Tensor, position: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor,
                        cross_k: torch.Tensor, cross_v: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -135,7 +146,7 @@ class FastDecoder(nn.Module):
             present_v.append(values)
             out = self._attend(self._split(attn.q_proj(hidden)), keys, values)
             hidden = self._block(layer, hidden, out.transpose(1, 2).reshape(hidden.shape), cross_k[i], cross_v[i])
-        return hidden[:, 0] @ self.lm_weight.T, torch.stack(present_k), torch.stack(present_v)
+        return self._logits(hidden[:, 0]), torch.stack(present_k), torch.stack(present_v)
 
 
 def encode_image_and_prompt(model: Any, prompt_ids: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -166,6 +177,9 @@ class _GraphedStep:
 class FastFlorence2Detector(Florence2Detector):
     """`torch-fast`: same loading, preprocessing and scoring as `Florence2Detector`, own decode loop."""
 
+    backend = "torch-fast"
+    quantize_modes = QUANTIZE_MODES
+
     def __init__(self, model: str | Path, adapter: str | Path | None = None,
                  class_names: Sequence[str] | None = None, options: DetectorOptions | None = None,
                  cuda_graphs: bool = True) -> None:
@@ -176,6 +190,8 @@ class FastFlorence2Detector(Florence2Detector):
         self.vocab = SlicedVocab(self.grammar)
         self.score_columns = self.vocab.columns_tensor
         self.decoder = FastDecoder(self.model, self.grammar.allowed_ids).eval()
+        quantizer = QUANTIZERS[self.options.quantize]
+        self.quantized = quantizer(self.model, self.decoder) if quantizer is not None else {"mode": "none"}
         if self.options.max_new_tokens + 1 > self.decoder.max_positions:
             raise DetectorError(f"max_new_tokens {self.options.max_new_tokens} exceeds the decoder's "
                                 f"{self.decoder.max_positions} positions")

@@ -37,6 +37,15 @@ class DetectorOptions:
     loc_window: int = DEFAULT_LOC_WINDOW
     min_boxes: int = 0  # > 0 forces that many boxes (benchmarks use it to fix the decode length)
     max_boxes: int | None = None
+    quantize: str = "none"  # none | int8-weight (torch-fast only: agent.detector.quantize)
+
+
+def check_quantize(backend: str, mode: str, supported: Sequence[str]) -> None:
+    """Refuse a quantization mode the backend cannot run, naming both (before any model is loaded)."""
+    if mode not in supported:
+        raise DetectorError(f"quantize {mode!r} is not available on backend {backend!r} (it runs: "
+                            f"{', '.join(supported)}; int8-weight needs backend 'torch-fast', the onnx backend takes "
+                            "an INT8 export instead)")
 
 
 def resolve_model_source(model: str | Path) -> str:
@@ -99,6 +108,8 @@ class Florence2Detector:
     model_type, title = "florence2", "Florence-2"  # the config.json model_type this class loads, and its name
     model_class = "Florence2ForConditionalGeneration"  # the transformers class that loads it
     cuda_dtype = torch.float16  # the inference dtype on a GPU (CPU: float32)
+    backend = "torch-eager"
+    quantize_modes: tuple[str, ...] = ("none",)
 
     def __init__(
         self,
@@ -108,6 +119,7 @@ class Florence2Detector:
         options: DetectorOptions | None = None,
     ) -> None:
         self.options = options or DetectorOptions()
+        check_quantize(self.backend, self.options.quantize, self.quantize_modes)
         self.source = resolve_model_source(model)
         check_model_type(self.source, self.model_type, self.title)
         self.class_names = read_class_names(self.source, class_names)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def _florence_options(request: DetectorRequest) -> DetectorOptions:
     from agent.detector.florence2 import DetectorOptions
 
-    return DetectorOptions(device=request.device, max_new_tokens=request.max_new_tokens)
+    return DetectorOptions(device=request.device, max_new_tokens=request.max_new_tokens, quantize=request.quantize)
 
 
 def _florence_eager(request: DetectorRequest) -> Detector:
@@ -47,4 +47,5 @@ FAMILY = register_family(Family(
     name="florence2",
     model_types=("florence2",),
     backends={"torch-eager": _florence_eager, "torch-fast": _florence_fast, "onnx": _florence_onnx},
+    quantizes=True,
 ))

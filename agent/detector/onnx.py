@@ -25,7 +25,7 @@ import torch
 from agent.detections import Detections
 from agent.detector.base import DetectorError, timed_detect
 from agent.detector.constraints import OdGrammar
-from agent.detector.florence2 import DetectorOptions, pick_device, preprocess_frames
+from agent.detector.florence2 import DetectorOptions, check_quantize, pick_device, preprocess_frames
 from agent.detector.greedy import DecodeLimits, SlicedVocab, greedy_decode
 from agent.detector.scoring import scored_detections
 from agent.detector.tasks import Region, Task, TaskUnsupported
@@ -68,6 +68,7 @@ class OnnxDetector:
     def __init__(self, export_dir: str | Path, class_names: Sequence[str] | None = None,
                  options: DetectorOptions | None = None, threads: int | None = None) -> None:
         self.options = options or DetectorOptions()
+        check_quantize("onnx", self.options.quantize, ("none",))
         self.export_dir = Path(export_dir).expanduser()
         if not self.export_dir.is_dir():
             raise DetectorError(f"ONNX export directory {self.export_dir} does not exist")

@@ -31,6 +31,7 @@ def write(tmp_path: Path, text: str) -> Path:
          "model.size_rules.scratch: a size rule needs min_length_mm or min_area_mm2 (or both)"),
         ("model: {size_rules: {scratch: {min_length_mm: 0}}}\n", "model.size_rules.scratch.min_length_mm"),
         ("model: {size_rules: {scratch: {min_lenght_mm: 2}}}\n", "model.size_rules.scratch.min_lenght_mm"),
+        ("model: {quantize: int8-weight}\n", "model: quantize 'int8-weight' needs backend 'torch-fast'"),
     ],
 )
 def test_invalid_files_are_refused_with_a_reason(tmp_path: Path, text: str, reason: str) -> None:

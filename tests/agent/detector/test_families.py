@@ -61,3 +61,9 @@ def test_a_family_builds_through_its_registered_builder() -> None:
     family = Family("probe", ("probe",), {"cpu": build})  # type: ignore[dict-item]
     assert family.build("cpu", DetectorRequest("m", class_names=("a",))) == "detector"
     assert seen == [DetectorRequest("m", class_names=("a",))]
+
+
+def test_a_family_that_does_not_quantize_refuses_a_quantized_request() -> None:
+    family = Family("probe", ("probe",), {"cpu": lambda request: "detector"})  # type: ignore[dict-item,arg-type,return-value]
+    with pytest.raises(DetectorError, match="quantize 'int8-weight': the probe family serves unquantized weights"):
+        family.build("cpu", DetectorRequest("m", quantize="int8-weight"))
