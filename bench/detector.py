@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -36,7 +36,9 @@ import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLASSES = ("scratch", "hole", "stain")
-BACKENDS = ("torch-eager", "torch-fast", "onnx-fp32", "onnx-fp16", "onnx-int8")
+# torch-fast-nograph: torch-fast without the CUDA-graph decode step; torch-fast-int8: with model.quantize int8-weight
+BACKENDS = ("torch-eager", "torch-fast", "torch-fast-nograph", "torch-fast-int8", "onnx-fp32", "onnx-fp16",
+            "onnx-int8")
 # Peak dense throughput and memory bandwidth of GPU targets (datasheets), for the floor when on such a machine.
 GPU_TABLE = {"H100": (989e12, 3.35e12), "H200": (989e12, 4.8e12), "A100": (312e12, 2.0e12), "Orin": (42.5e12, 204e9)}
 
@@ -95,6 +97,10 @@ def make_detector(backend: str, model_dir: Path, options: Any, device: str) -> A
         return Florence2Detector(model_dir, options=options)
     if backend == "torch-fast":
         return FastFlorence2Detector(model_dir, options=options)
+    if backend == "torch-fast-nograph":
+        return FastFlorence2Detector(model_dir, options=options, cuda_graphs=False)
+    if backend == "torch-fast-int8":
+        return FastFlorence2Detector(model_dir, options=replace(options, quantize="int8-weight"))
     return OnnxDetector(ensure_export(model_dir, backend.removeprefix("onnx-")), options=options)
 
 
@@ -253,10 +259,12 @@ def floor_ms_per_frame(costs: dict[str, float], peaks: dict[str, Any], tokens: i
 
 
 # ----- driver ---------------------------------------------------------------------------------------------------------
-def run_model(name: str, args: argparse.Namespace, peaks: dict[str, Any], cuda: bool) -> list[Result]:
+def run_model(name: str, args: argparse.Namespace, peaks: dict[str, Any], cuda: bool,
+              model_dir: Path | None = None) -> list[Result]:
+    """Every backend x batch of model `name` (tiny or base; `model_dir` overrides the one built in --work-dir)."""
     from agent.detector.florence2 import DetectorOptions
 
-    model_dir = ensure_model(name, args.work_dir)
+    model_dir = model_dir or ensure_model(name, args.work_dir)
     costs = model_costs(model_dir)
     options = DetectorOptions(device=args.device, max_new_tokens=args.boxes * 7 + 4, min_boxes=args.boxes,
                               max_boxes=args.boxes)

@@ -73,24 +73,26 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     trainer.set_schedule(args.steps + args.warmup)
     batches = [trainer.batcher([samples[i] for i in batch_indices(len(samples), args.batch, 0, s)],
                                np.random.default_rng(s)) for s in range(args.steps + args.warmup)]
+    losses: list[float] = []  # ours only: every step's loss (AMP shows here first if it goes wrong)
     if spec["loop"] == "hf":
         enable_checkpointing(trainer.model, spec["checkpointing"])
         seconds = hf_trainer_seconds(trainer, batches, args)
     else:
-        seconds = ours_seconds(trainer, batches, args)
+        seconds = ours_seconds(trainer, batches, args, losses)
     return {"config": args.config, **spec, "samples_per_s": args.steps * args.batch / seconds,
-            "seconds": seconds, "peak_memory_mb": peak_memory_mb(trainer.device), "device": str(trainer.device)}
+            "seconds": seconds, "peak_memory_mb": peak_memory_mb(trainer.device), "device": str(trainer.device),
+            "amp": str(trainer.amp) if trainer.amp else None, "losses": losses}
 
 
-def ours_seconds(trainer: Any, batches: list[Any], args: argparse.Namespace) -> float:
+def ours_seconds(trainer: Any, batches: list[Any], args: argparse.Namespace, losses: list[float]) -> float:
     import torch
 
     for batch in batches[: args.warmup]:
-        trainer.train_step(batch)
+        losses.append(trainer.train_step(batch))
     sync(torch)
     start = time.perf_counter()
     for batch in batches[args.warmup :]:
-        trainer.train_step(batch)
+        losses.append(trainer.train_step(batch))
     sync(torch)
     return time.perf_counter() - start
 

@@ -101,7 +101,8 @@ def make_settings(tmp: Path, args: argparse.Namespace, frames_dir: Path, broker_
                   camera_fps: float = 1000.0, station: dict[str, Any] | None = None) -> Settings:
     return Settings.model_validate({
         "device_id": "bench", "state_dir": str(tmp / "state"),
-        "model": {"path": args.model, "classes": args.classes.split(","), "max_new_tokens": args.max_new_tokens},
+        "model": {"path": args.model, "classes": args.classes.split(","), "max_new_tokens": args.max_new_tokens,
+                  "backend": args.backend},
         "cameras": [{"name": "cam0", "source": str(frames_dir), "fps": camera_fps, "queue_size": args.batch * 2}],
         "batch": {"max_frames": args.batch, "max_wait_ms": 5},
         "mqtt": {"port": broker_port}, "metrics": {"enabled": False}, "station": station or {"enabled": False},
@@ -403,7 +404,7 @@ def run_side_process(args: argparse.Namespace, side: str, setup: SideSetup) -> d
     """`run_station_side` in a fresh interpreter, so that the process's RSS is that side's own (no arenas, threads
     or caches left over from earlier windows)."""
     command = [sys.executable, "-m", "bench.pipeline", "--model", args.model, "--classes", args.classes,
-               "--batch", str(args.batch), "--max-new-tokens", str(args.max_new_tokens),
+               "--batch", str(args.batch), "--backend", args.backend, "--max-new-tokens", str(args.max_new_tokens),
                "--seconds", str(args.rss_seconds), "--warmup", str(args.warmup), "--station-side", side,
                "--camera-fps", f"{setup.camera_fps:.3f}", "--frames-dir", str(setup.frames_dir),
                "--broker-port", str(setup.broker_port), "--state", str(setup.state)]
@@ -430,6 +431,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per side and round")
     parser.add_argument("--rounds", type=int, default=3, help="bare, then each format, this many times over")
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--backend", default="torch-eager", help="model.backend of both sides")
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, default=256)
@@ -618,7 +620,8 @@ def write_report(args: argparse.Namespace, load_before: tuple[float, float, floa
     report = {
         "bench": "pipeline-station" if args.station_compare else "pipeline", "machine": socket.gethostname(),
         "platform": platform.platform(), "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": args.model, "batch": args.batch, "max_new_tokens": args.max_new_tokens, "seconds": args.seconds,
+        "model": args.model, "backend": args.backend, "batch": args.batch, "max_new_tokens": args.max_new_tokens,
+        "seconds": args.seconds,
         "rounds": args.rounds, "frame_size": args.size, "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
