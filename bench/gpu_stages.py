@@ -34,7 +34,7 @@ SIZES: dict[str, dict[str, Any]] = {
             "train_batch": 8, "train_px": 768, "train_steps": 8, "train_warmup": 2, "train_samples": 16,
             "pipe_batch": 8, "pipe_seconds": 8.0, "pipe_rounds": 2, "pipe_formats": ["bmp", "jpg"],
             "pipe_frames": 64, "pipe_px": 512, "pipe_tokens": 40},
-    "dry": {"tiny_px": 64, "parity_batches": [2], "parity_tokens": 16, "forced_boxes": 2,
+    "dry": {"tiny_px": 64, "parity_batches": [2], "parity_tokens": 12, "forced_boxes": 2,
             "bench_batches": [2], "bench_iters": 1, "bench_boxes": 1, "accuracy_frames": 2,
             "train_batch": 2, "train_px": 64, "train_steps": 1, "train_warmup": 1, "train_samples": 2,
             "pipe_batch": 2, "pipe_seconds": 1.0, "pipe_rounds": 1, "pipe_formats": ["bmp"],
@@ -306,17 +306,16 @@ def parity(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parity_of(plan: dict[str, Any], name: str, model_dir: str) -> dict[str, Any]:
-    import torch
-
     from agent.detector.fast import FastFlorence2Detector
     from agent.detector.florence2 import DetectorOptions, Florence2Detector
     from bench.detector import bench_frames
 
     sizes, device = plan["sizes"], device_of(plan)
+    dtype = "auto" if device == "cuda" else _cpu_half_or_float()  # the dry run: FP16 where this CPU runs it
     cases = []
     for label, boxes in (("free", 0), (f"forced-{sizes['forced_boxes']}", sizes["forced_boxes"])):
         options = DetectorOptions(device=device, max_new_tokens=sizes["parity_tokens"], min_boxes=boxes,
-                                  max_boxes=boxes or None)
+                                  max_boxes=boxes or None, dtype=dtype)
         eager, fast = Florence2Detector(model_dir, options=options), FastFlorence2Detector(model_dir, options=options)
         for batch in sizes["parity_batches"]:
             frames = bench_frames(batch)
@@ -329,9 +328,21 @@ def _parity_of(plan: dict[str, Any], name: str, model_dir: str) -> dict[str, Any
                 say(f"{name} {label} batch {batch} graphs {row['graphs_used']}: tokens equal {row['tokens_equal']}, "
                     f"max score diff {row['max_score_diff']}")
                 cases.append(row)
-        del eager, fast
-    return {"model": model_dir, "dtype": str(torch.float16 if device == "cuda" else torch.float32),
-            "score_tolerance": SCORE_TOLERANCE, "cases": cases, "pass": all(c["pass"] for c in cases)}
+    return {"model": model_dir, "dtype": str(fast.dtype), "score_tolerance": SCORE_TOLERANCE, "cases": cases,
+            "pass": all(c["pass"] for c in cases)}
+
+
+def _cpu_half_or_float() -> str:
+    """float16 when this torch runs an FP16 convolution and matmul on the CPU, else float32."""
+    import torch
+
+    try:
+        x = torch.ones(1, 3, 8, 8, dtype=torch.float16)
+        torch.nn.functional.conv2d(x, torch.ones(4, 3, 3, 3, dtype=torch.float16)).flatten(1) @ torch.ones(
+            144, 2, dtype=torch.float16)
+    except RuntimeError:
+        return "float32"
+    return "float16"
 
 
 # ----- (4) int8-weight vs unquantized, on the same backend ----------------------------------------------------------

@@ -38,6 +38,7 @@ class DetectorOptions:
     min_boxes: int = 0  # > 0 forces that many boxes (benchmarks use it to fix the decode length)
     max_boxes: int | None = None
     quantize: str = "none"  # none | int8-weight (torch-fast only: agent.detector.quantize)
+    dtype: str = "auto"  # auto: float16 on CUDA, float32 on CPU; float16 | float32 to choose (tests, benchmarks)
 
 
 def check_quantize(backend: str, mode: str, supported: Sequence[str]) -> None:
@@ -88,6 +89,19 @@ def read_class_names(source: str, class_names: Sequence[str] | None) -> tuple[st
         raise DetectorError(f"no class names given and {exc.path} does not exist") from None
 
 
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+def pick_dtype(requested: str, device: torch.device, cuda_dtype: torch.dtype = torch.float16) -> torch.dtype:
+    """The weights' and activations' dtype: the family's on CUDA (FP16; PaliGemma 2: BF16) and FP32 on CPU unless
+    one is asked for."""
+    if requested == "auto":
+        return cuda_dtype if device.type == "cuda" else torch.float32
+    if requested not in DTYPES:
+        raise DetectorError(f"dtype {requested!r} is not one of auto, {', '.join(DTYPES)}")
+    return DTYPES[requested]
+
+
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -124,7 +138,7 @@ class Florence2Detector:
         check_model_type(self.source, self.model_type, self.title)
         self.class_names = read_class_names(self.source, class_names)
         self.device = pick_device(self.options.device)
-        self.dtype = self.cuda_dtype if self.device.type == "cuda" else torch.float32
+        self.dtype = pick_dtype(self.options.dtype, self.device, self.cuda_dtype)
         self.processor, self.model = self._load(self.source)
         if adapter is not None:
             self.model = merge_adapter(self.model, Path(adapter), self.source)

@@ -55,6 +55,40 @@ def test_boxes_and_scores_equal_torch_eager(pair: tuple[Florence2Detector, FastF
     assert_same_detections(eager.detect(frames), fast.detect(frames), score_tol=1e-3)
 
 
+@pytest.fixture(scope="module")
+def small_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model at 64 px: FP16 on a CPU is slow, and the dtype, not the size, is under test."""
+    from finetune.tiny import TinySpec, build_tiny_model
+
+    return build_tiny_model(("scratch", "hole", "stain"), tmp_path_factory.mktemp("small") / "model",
+                            TinySpec(image_size=64))
+
+
+def decoded(detector: Florence2Detector, frames: list[np.ndarray]) -> tuple[torch.Tensor, list[Detections]]:
+    """One pass: tokens and the detections made from them (as `detect` makes them)."""
+    tokens, log_probs = detector.generate(detector.preprocess(frames))
+    return tokens, [detector._to_detections(tokens[i].tolist(), log_probs[:, i], frames[i])
+                    for i in range(len(frames))]
+
+
+def test_fp16_torch_fast_equals_fp16_torch_eager(small_model_dir: Path) -> None:
+    """The FP16 path the GPU runs (minus CUDA graphs and fused attention), on the CPU: same tokens, boxes, scores."""
+    options = DetectorOptions(device="cpu", dtype="float16", max_new_tokens=12, min_boxes=1, max_boxes=1)
+    eager = Florence2Detector(small_model_dir, options=options)
+    fast = FastFlorence2Detector(small_model_dir, options=options)
+    assert eager.model.dtype == fast.decoder.lm_weight.dtype == torch.float16
+    frames = random_frames(2, seed=21)
+    assert eager.preprocess(frames).dtype == torch.float16
+    (eager_tokens, eager_dets), (fast_tokens, fast_dets) = decoded(eager, frames), decoded(fast, frames)
+    assert torch.equal(fast_tokens, eager_tokens)
+    assert_same_detections(eager_dets, fast_dets, score_tol=1e-3)
+
+
+def test_an_unknown_dtype_is_refused_naming_it(tiny_model_dir: Path) -> None:
+    with pytest.raises(DetectorError, match="dtype 'bfloat8' is not one of auto, float16, float32"):
+        FastFlorence2Detector(tiny_model_dir, options=DetectorOptions(dtype="bfloat8"))
+
+
 def test_forced_box_counts_are_honoured(tiny_model_dir: Path) -> None:
     fast = FastFlorence2Detector(tiny_model_dir, options=FORCED)
     assert [len(d) for d in fast.detect(random_frames(3, seed=3))] == [4, 4, 4]
