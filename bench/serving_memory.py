@@ -1,7 +1,9 @@
 """Memory of serving a model (for docs/jetson.md's budget; not a test): each configuration in a fresh process that
 imports the detector stack, loads the model on the backend and detects a few batches. Reported per configuration:
-RSS after the imports, after loading, and the process's peak RSS (VmHWM) after detecting; the weights' bytes; on
-CUDA also `torch.cuda.max_memory_allocated`.
+RSS after the imports, after loading (safetensors are memory-mapped: weights count once they are touched, so this
+one understates), and the process's peak RSS (VmHWM) after detecting, the figure to budget with, split at the end
+into anonymous memory and file pages (the mapped weights: clean, the kernel can drop them under pressure); the
+weights' bytes; on CUDA also `torch.cuda.max_memory_allocated`.
 
     python -m bench.serving_memory                                  # demo + base (random), CPU, 2 threads
     python -m bench.serving_memory --configs demo:torch-fast:none:4 --device cuda
@@ -39,10 +41,10 @@ def model_dir(name: str, work_dir: Path) -> Path:
     if name == "demo":
         return REPO / "models" / "demo"
     if name == "base":
-        from finetune.tiny import build_base_random_model
-
         path = work_dir / "base"
         if not (path / "config.json").is_file():
+            from finetune.tiny import build_base_random_model  # only where it is built: its imports cost RSS
+
             build_base_random_model(("scratch", "hole", "stain"), path)
         return path
     return Path(name)
@@ -68,7 +70,8 @@ def measure(config: str, device: str, threads: int, work_dir: Path, batches: int
     cuda = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     return {"config": config, "model": str(path), "backend": backend, "quantize": quantize, "batch": int(batch),
             "rss_after_imports_mb": round(imported, 1), "rss_after_load_mb": round(loaded, 1),
-            "peak_rss_mb": round(status_mb("VmHWM"), 1), "model_tensors_mb": round(weights / 2**20, 1),
+            "peak_rss_mb": round(status_mb("VmHWM"), 1), "rss_anon_mb": round(status_mb("RssAnon"), 1),
+            "rss_file_mb": round(status_mb("RssFile"), 1), "model_tensors_mb": round(weights / 2**20, 1),
             "cuda_max_allocated_mb": cuda, "torch_threads": threads}
 
 

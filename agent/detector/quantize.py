@@ -41,12 +41,17 @@ def has_int8_kernel(device: torch.device) -> bool:
         return False
 
 
-def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row INT8: (int8 N x K, float32 scale N) with weight ~= q * scale[:, None]."""
-    w = weight.detach().float()
-    scale = (w.abs().amax(dim=1) / INT8_MAX).clamp(min=torch.finfo(torch.float32).tiny)
-    q = torch.round(w / scale[:, None]).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
-    return q.contiguous(), scale
+def quantize_rows(weight: torch.Tensor, rows_per_chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row INT8: (int8 N x K, float32 scale N) with weight ~= q * scale[:, None]. A chunk of rows at a
+    time, so the float temporaries stay small (whole-layer ones, freed, stay in the C allocator's heap as RSS)."""
+    q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    scale = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
+    for start in range(0, weight.shape[0], rows_per_chunk):
+        rows = weight[start:start + rows_per_chunk].detach().float()
+        chunk_scale = (rows.abs().amax(dim=1) / INT8_MAX).clamp_(min=torch.finfo(torch.float32).tiny)
+        q[start:start + rows_per_chunk] = rows.div(chunk_scale[:, None]).round_().clamp_(-INT8_MAX, INT8_MAX)
+        scale[start:start + rows_per_chunk] = chunk_scale
+    return q, scale
 
 
 class Int8Linear(nn.Module):
@@ -109,6 +114,8 @@ def int8_weight(model: Any, decoder: Any) -> dict[str, Any]:
     decoder.quantize_lm_head()
     after = _int8_bytes(language) + _int8_bytes(decoder.lm_int8)
     device = decoder.lm_int8.qweight.device
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the float weights' blocks back to the driver (a Jetson shares them with the CPU)
     info = {"mode": "int8-weight", "layers": swapped + 1, "weight_mb_before": round(before / 2**20, 1),
             "weight_mb_after": round(after / 2**20, 1), "kernel": has_int8_kernel(device),
             "kernel_max_rows": KERNEL_MAX_ROWS}

@@ -14,7 +14,7 @@ from agent.detections import Detections
 from agent.detector.base import DetectorError
 from agent.detector.score_calibration import IDENTITY, ClassCalibration, ScoreCalibration
 from agent.measure import SizeRule
-from agent.model_choice import ModelChoice, choose_model, thresholds_for
+from agent.model_choice import ModelChoice, choose_model, detector_from_settings, thresholds_for
 from agent.store.files import StoreError
 from agent.store.model_store import ModelStore
 from tests.agent.store.helpers import make_adapter, make_base
@@ -65,7 +65,6 @@ def test_a_malformed_thresholds_file_refuses_the_model_naming_the_bad_entry(tmp_
 
 def test_an_onnx_line_serves_the_store_versions_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.config import RecalibrationConfig
-    from agent.model_choice import detector_from_settings
     from tests.agent.store.test_exports import make_export
 
     (tmp_path / "served").mkdir()  # the base's own export, which model.path names on an onnx line
@@ -83,6 +82,16 @@ def test_an_onnx_line_serves_the_store_versions_export(tmp_path: Path, monkeypat
     monkeypatch.setattr("agent.model_choice.create_detector", lambda *args, **kw: built.append(args))
     detector_from_settings(line, choice)
     assert built == [("onnx", choice.export, None, ["scratch", "hole", "stain"])]
+
+
+def test_the_daemon_builds_the_configured_quantization(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "served").mkdir()
+    line = Settings(state_dir=tmp_path / "state", model=ModelConfig(path=tmp_path / "served", backend="torch-fast",
+                                                                    quantize="int8-weight"))
+    built: list[dict[str, object]] = []
+    monkeypatch.setattr("agent.model_choice.create_detector", lambda *args, **kw: built.append(kw))
+    detector_from_settings(line, choose_model(line))
+    assert built[0]["quantize"] == "int8-weight"
 
 
 # ----- score calibration: it goes with the thresholds that were fitted on it ------------------------------------------

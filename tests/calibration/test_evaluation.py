@@ -19,17 +19,18 @@ THRESHOLDS = Thresholds({}, 0.5, 0.1)
 def built(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     calls: list[tuple[Any, ...]] = []
 
-    def fake_create(backend: str, model: Any, adapter: Any, classes: Any, device: str, max_new_tokens: int) -> Any:
-        calls.append((backend, model, adapter, device, max_new_tokens))
+    def fake_create(backend: str, model: Any, adapter: Any, classes: Any, device: str, max_new_tokens: int,
+                    quantize: str = "none") -> Any:
+        calls.append((backend, model, adapter, device, max_new_tokens) + ((quantize,) if quantize != "none" else ()))
         return object()
 
     monkeypatch.setattr("agent.detector.factory.create_detector", fake_create)
     return calls
 
 
-def settings(tmp_path: Path, backend: Any) -> Settings:
+def settings(tmp_path: Path, backend: Any, quantize: Any = "none") -> Settings:
     (tmp_path / "served").mkdir(exist_ok=True)
-    model = ModelConfig(path=tmp_path / "served", backend=backend, device="cpu", max_new_tokens=32)
+    model = ModelConfig(path=tmp_path / "served", backend=backend, device="cpu", max_new_tokens=32, quantize=quantize)
     return Settings(state_dir=tmp_path / "state", model=model)
 
 
@@ -39,6 +40,13 @@ def test_torch_backends_merge_the_adapter_on_the_base(tmp_path: Path, built: lis
                                                                                  THRESHOLDS))
     assert built == [("torch-eager", tmp_path / "base", tmp_path / "a", "cpu", 32),
                      ("torch-fast", tmp_path / "base", tmp_path / "a", "cpu", 32)]
+
+
+def test_a_quantized_line_judges_the_candidate_quantized_as_it_will_serve(tmp_path: Path,
+                                                                          built: list[tuple[Any, ...]]) -> None:
+    line_detector(settings(tmp_path, "torch-fast", "int8-weight"), tmp_path / "base",
+                  Contender("candidate", tmp_path / "a", THRESHOLDS))
+    assert built == [("torch-fast", tmp_path / "base", tmp_path / "a", "cpu", 32, "int8-weight")]
 
 
 def test_an_onnx_line_runs_the_contenders_export_or_else_its_served_export(tmp_path: Path,

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from agent.capture.synthetic import SyntheticGenerator
-from agent.detections import Detections, box_iou
+from agent.detections import Detections
 from agent.detector.base import DetectorError
 from agent.detector.factory import create_detector
 from agent.detector.fast import FastFlorence2Detector
 from agent.detector.florence2 import DetectorOptions, Florence2Detector
 from agent.detector.quantize import KERNEL_MAX_ROWS, QUANTIZE_MODES, Int8Linear, has_int8_kernel, quantize_rows
+from finetune.metrics import match_frame
 
 DEMO = Path(__file__).resolve().parents[3] / "models" / "demo"
 needs_kernel = pytest.mark.skipif(not has_int8_kernel(torch.device("cpu")),
@@ -114,17 +115,8 @@ def demo_runs() -> tuple[list[Detections], list[Detections], list[Detections]]:
 
 
 def matched(truth: Detections, found: Detections, iou: float = 0.5) -> int:
-    """Truth boxes found with the same label at IoU >= `iou` (each found box used once)."""
-    ious = box_iou(truth.xyxy, found.xyxy) if len(truth) and len(found) else np.zeros((len(truth), len(found)))
-    used: set[int] = set()
-    hits = 0
-    for i, label in enumerate(truth.labels):
-        for j in np.argsort(-ious[i]):
-            if j not in used and ious[i, j] >= iou and found.labels[j] == label:
-                used.add(int(j))
-                hits += 1
-                break
-    return hits
+    """Truth boxes found with the same label at IoU >= `iou` (greedy by score, each found box used once)."""
+    return sum(g == p for g, p in match_frame(truth, found, iou).pairs)
 
 
 def test_int8_finds_the_same_defects_with_nearly_the_same_scores(demo_runs: tuple[list[Detections], ...]) -> None:
