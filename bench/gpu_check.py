@@ -16,8 +16,8 @@ is recorded with the reason, and the check goes on with the next):
   pipeline   (d) bench/pipeline.py: the daemon's frames/s vs the bare detector's (torch-fast, base model)
 
 One JSON lands in bench/results/gpu-check-<GPU name>.json. `--dry-run` runs every stage on the CPU with the tiny
-model, tiny sizes and a few steps (FP32: no FP16 on CPU, no CUDA graphs), to keep this script from rotting
-(tests/bench/test_gpu_check.py).
+model, tiny sizes and a few steps (the parity stage in FP16 where the CPU runs it, the rest in FP32; no CUDA graphs),
+to keep this script from rotting (tests/bench/test_gpu_check.py).
 
     python -m bench.gpu_check                 # on the GPU machine (see docs/performance.md for the wheels it needs)
     python -m bench.gpu_check --dry-run --out /tmp/gpu-check.json

@@ -32,7 +32,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "gpu": {"tiny_px": 256, "parity_batches": [1, 4], "parity_tokens": 40, "forced_boxes": 4,
             "bench_batches": [1, 8], "bench_iters": 3, "bench_boxes": 10, "accuracy_frames": 32,
             "train_batch": 8, "train_px": 768, "train_steps": 8, "train_warmup": 2, "train_samples": 16,
-            "pipe_batch": 8, "pipe_seconds": 8.0, "pipe_rounds": 2, "pipe_formats": ["bmp", "jpg"],
+            "pipe_batch": 8, "pipe_seconds": 8.0, "pipe_rounds": 1, "pipe_formats": ["bmp", "jpg"],
             "pipe_frames": 64, "pipe_px": 512, "pipe_tokens": 40},
     "dry": {"tiny_px": 64, "parity_batches": [2], "parity_tokens": 12, "forced_boxes": 2,
             "bench_batches": [2], "bench_iters": 1, "bench_boxes": 1, "accuracy_frames": 2,
@@ -80,8 +80,8 @@ def run_boxed(fn: Callable[[Any], dict[str, Any]], arg: Any, timeout_s: float, r
     sys.stderr.flush()
     result_path.unlink(missing_ok=True)
     started = time.monotonic()
-    process = multiprocessing.get_context(method).Process(
-        target=_child, args=(fn, arg, result_path, new_group, dict(_clock)), daemon=False)
+    context: Any = multiprocessing.get_context(method)
+    process = context.Process(target=_child, args=(fn, arg, result_path, new_group, dict(_clock)), daemon=False)
     process.start()
     process.join(max(timeout_s, 1.0))
     seconds = round(time.monotonic() - started, 1)

@@ -191,7 +191,7 @@ class FastFlorence2Detector(Florence2Detector):
         self.score_columns = self.vocab.columns_tensor
         self.decoder = FastDecoder(self.model, self.grammar.allowed_ids).eval()
         quantizer = QUANTIZERS[self.options.quantize]
-        self.quantized = quantizer(self.model, self.decoder) if quantizer is not None else {"mode": "none"}
+        self.quantized: dict[str, Any] = quantizer(self.model, self.decoder) if quantizer else {"mode": "none"}
         if self.options.max_new_tokens + 1 > self.decoder.max_positions:
             raise DetectorError(f"max_new_tokens {self.options.max_new_tokens} exceeds the decoder's "
                                 f"{self.decoder.max_positions} positions")

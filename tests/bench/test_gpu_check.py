@@ -50,8 +50,8 @@ def _nap(_plan: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_stage_past_its_time_box_is_stopped_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPU_CHECK_TEST_PIDFILE", str(tmp_path / "pid"))
-    result = run_boxed(_sleep, 60.0, 1.0, tmp_path / "r.json", new_group=True)
-    assert result["status"] == "timeout" and "time box of 1 s" in result["error"]
+    result = run_boxed(_sleep, 60.0, 5.0, tmp_path / "r.json", new_group=True)
+    assert result["status"] == "timeout" and "time box of 5 s" in result["error"] and result["seconds"] < 30
     pid = int((tmp_path / "pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # gone, not left running
@@ -61,6 +61,13 @@ def test_a_stage_that_finishes_returns_its_dict(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("GPU_CHECK_TEST_PIDFILE", str(tmp_path / "pid"))
     result = run_boxed(_sleep, 0.0, 30.0, tmp_path / "r.json")
     assert result["status"] == "ok" and result["slept"] == 0.0 and "time" in result["imported_modules"]
+
+
+def test_a_stage_can_start_in_a_fresh_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--spawn: the fallback for a parent that touched CUDA; the stage function travels by reference."""
+    monkeypatch.setenv("GPU_CHECK_TEST_PIDFILE", str(tmp_path / "pid"))
+    result = run_boxed(_sleep, 0.0, 120.0, tmp_path / "r.json", method="spawn")
+    assert result["status"] == "ok" and int((tmp_path / "pid").read_text()) != os.getpid()
 
 
 def run_stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stages: dict[str, Any], budget_s: float = 60.0
