@@ -145,7 +145,7 @@ class Florence2Detector:
         self._prepare_for_inference()
         self.grammar = self._make_grammar()
         self.version = model_version(self.source, adapter)
-        self._prompt_ids = self.prompt_ids_for(TASK)
+        self._prompt_ids = self._build_prompt_ids()  # a family's own detection prompt (PaliGemma: `detect a ; b`)
         self.last_timing: dict[str, float] = {}
         self.task_grammars: dict[str, Any] = {}  # region tasks' grammars, built on first use (task_runner.py)
 
@@ -170,6 +170,10 @@ class Florence2Detector:
         (disable or self.model.gradient_checkpointing_disable)()
         self.model.to(device=self.device, dtype=self.dtype).eval()
         self.model.requires_grad_(False)
+
+    def _build_prompt_ids(self) -> torch.Tensor:
+        """The detection prompt's ids: Florence-2's `<OD>`; another family overrides this."""
+        return self.prompt_ids_for(TASK)
 
     def prompt_ids_for(self, prompt: str) -> torch.Tensor:
         """The processor's ids for `prompt` (the task token expanded, image tokens inserted), on the device."""

@@ -276,4 +276,4 @@ def test_a_real_recalibration_started_from_the_page_is_served_after_promotion(
         page.click("a.tab[href='/']")
         expect(page.locator("#model")).to_have_text("model model+v0001", timeout=15000)
         browser.close()
-    assert any(r.get("msg") == "model reloaded" for r in daemon.log_records()), daemon.log_tail()
+    assert any(r.get("msg") == "reloaded" for r in daemon.log_records()), daemon.log_tail()

@@ -120,3 +120,10 @@ def test_pickle_weights_are_never_loaded(tiny_paligemma_dir: Path, tmp_path: Pat
     (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
     with pytest.raises(DetectorError, match="could not load PaliGemma 2 from"):
         create_detector("torch-eager", copy)
+
+
+def test_both_backends_ask_paligemmas_own_detection_prompt_not_florences(eager: Detector, fast: Detector) -> None:
+    """The prompt is a hook of the Florence-2 detector it builds on; a rename there once made PaliGemma ask `<OD>`."""
+    for detector in (eager, fast):
+        prompt = detector.processor.tokenizer.decode(detector._prompt_ids[0])  # type: ignore[attr-defined]
+        assert "detect scratch ; hole ; stain" in prompt and "<OD>" not in prompt, prompt
