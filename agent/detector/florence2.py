@@ -7,6 +7,7 @@ directory, optionally merges a PEFT LoRA adapter, and turns BGR frames into `Det
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,14 @@ from agent import modeldir
 from agent.detections import Detections
 from agent.detector.base import DetectorError, check_frame, timed_detect
 from agent.detector.constraints import OdGrammar, OdLogitsProcessor
+from agent.detector.generation import describe, neutralize
 from agent.detector.loc import from_loc_text
 from agent.detector.scoring import DEFAULT_LOC_WINDOW, constrained_log_probs, scored_detections
 from agent.detector.tasks import Region, Task
 from agent.store.manifest import adapter_label
 
 TASK = "<OD>"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,16 @@ def check_model_type(source: str, expected: str, title: str) -> None:
     if not cfg_path.is_file():
         return  # a hub id: transformers checks it when loading
     try:
-        model_type = json.loads(cfg_path.read_text()).get("model_type")
+        config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as exc:
         raise DetectorError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    model_type = config.get("model_type")
     if model_type != expected:
         raise DetectorError(f"{source} is a {model_type!r} checkpoint, not {title} (model_type {expected!r})")
+    if expected == "florence2" and ("auto_map" in config or "dim_embed" in (config.get("vision_config") or {})):
+        # microsoft/Florence-2-* ship remote code (never run here) and another weight layout
+        raise DetectorError(f"{source} is a remote-code Florence-2 checkpoint (microsoft/Florence-2-* layout): "
+                            f"convert it once with `edge-inspect model convert --model {source} --out DIR`")
 
 
 def read_class_names(source: str, class_names: Sequence[str] | None) -> tuple[str, ...]:
@@ -143,6 +151,7 @@ class Florence2Detector:
         if adapter is not None:
             self.model = merge_adapter(self.model, Path(adapter), self.source)
         self._prepare_for_inference()
+        self.overridden_generation = self._neutralize_generation()
         self.grammar = self._make_grammar()
         self.version = model_version(self.source, adapter)
         self._prompt_ids = self._build_prompt_ids()  # a family's own detection prompt (PaliGemma: `detect a ; b`)
@@ -174,6 +183,15 @@ class Florence2Detector:
     def _build_prompt_ids(self) -> torch.Tensor:
         """The detection prompt's ids: Florence-2's `<OD>`; another family overrides this."""
         return self.prompt_ids_for(TASK)
+
+    def _neutralize_generation(self) -> dict[str, Any]:
+        """The checkpoint's generation settings that would fight the grammar (beams, n-gram bans, forced BOS/EOS,
+        ...) are set to neutral values, saying so once: `agent.detector.generation`."""
+        overridden = neutralize(self.model.generation_config)
+        if overridden:
+            log.info("model %s: generation settings that would fight the <OD> grammar are overridden: %s",
+                     self.source, describe(overridden))
+        return overridden
 
     def prompt_ids_for(self, prompt: str) -> torch.Tensor:
         """The processor's ids for `prompt` (the task token expanded, image tokens inserted), on the device."""
@@ -261,6 +279,7 @@ def merge_adapter(model: Any, adapter: Path, base_source: str) -> Any:
     from safetensors import SafetensorError
 
     try:
+        untie_head_for_lora(model, adapter)
         merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     except SafetensorError as exc:  # garbage or truncated weights file: refuse it like any other bad adapter
         raise DetectorError(f"adapter {adapter}: adapter_model.safetensors is not readable safetensors: {exc}") from exc
@@ -268,6 +287,22 @@ def merge_adapter(model: Any, adapter: Path, base_source: str) -> Any:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DetectorError(f"adapter {adapter} does not fit base model {base_source}: {first_line}") from exc
     return merged
+
+
+def untie_head_for_lora(model: Any, adapter: Path) -> None:
+    """An adapter with an lm_head LoRA (maestro's and autodistill's have one) on a model whose lm_head is tied to the
+    input embeddings: give lm_head its own copy first. Merging into the tied tensor would change the embeddings too,
+    which the LoRA never did while it was trained (it acted on the head's output only)."""
+    from safetensors import safe_open
+
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as handle:
+        names = handle.keys()  # a safe_open handle is not iterable itself
+    if not any(".lm_head." in name for name in names):
+        return
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head.weight is embeddings.weight:
+        head.weight = torch.nn.Parameter(head.weight.detach().clone())
+        model.config.tie_word_embeddings = False
 
 
 def model_version(source: str, adapter: str | Path | None) -> str:
