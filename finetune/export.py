@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -124,20 +124,29 @@ def export_onnx(
     class_names: Sequence[str] | None = None,
 ) -> Path:
     """Export the three graphs at `precision` into `out_dir` with the processor, classes and `export.json`."""
-    if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return export_onnx_precisions(model, {precision: Path(out_dir)}, adapter, class_names)[precision]
+
+
+def export_onnx_precisions(
+    model: str | Path, out_dirs: Mapping[str, Path], adapter: str | Path | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """One load and one FP32 trace, then each precision of `out_dirs` (precision -> directory) written from it."""
+    unknown = [p for p in out_dirs if p not in PRECISIONS]
+    if unknown:
+        raise ExportError(f"unknown precision {unknown[0]!r}; choose one of {', '.join(PRECISIONS)}")
     detector = load_for_export(model, adapter, class_names)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_dir = Path(tmp)
         manifest = export_fp32_graphs(detector, fp32_dir)
-        for graph in GRAPHS:
-            convert_graph(fp32_dir / f"{graph}.onnx", out_dir / f"{graph}.onnx", precision)
-    detector.processor.save_pretrained(out_dir)
-    write_class_names(out_dir, detector.class_names)
-    ExportManifest(**{**asdict(manifest), "precision": precision}).write(out_dir)
-    return out_dir
+        for precision, out_dir in out_dirs.items():
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            for graph in GRAPHS:
+                convert_graph(fp32_dir / f"{graph}.onnx", Path(out_dir) / f"{graph}.onnx", precision)
+            detector.processor.save_pretrained(out_dir)
+            write_class_names(out_dir, detector.class_names)
+            ExportManifest(**{**asdict(manifest), "precision": precision}).write(Path(out_dir))
+    return {precision: Path(out_dir) for precision, out_dir in out_dirs.items()}
 
 
 def export_fp32_graphs(detector: Any, out_dir: Path) -> ExportManifest:

@@ -28,6 +28,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import (
     BartConfig,
     BartTokenizerFast,
+    CLIPImageProcessorPil,
     Florence2Config,
     Florence2ForConditionalGeneration,
     Florence2Processor,
@@ -35,7 +36,7 @@ from transformers import (
     GenerationConfig,
 )
 
-from finetune.tiny import PROMPT_CORPUS, TinySpec, build_processor
+from finetune.tiny import POST_PROCESSOR_CONFIG, PROMPT_CORPUS
 
 # BART's vocabulary: 50,265 ids, `<mask>` last; Florence-2 adds these 1,024 tokens after it (published order).
 BART_VOCAB = 50265
@@ -52,6 +53,7 @@ TEXT_VOCAB = BART_VOCAB + len(FLORENCE_TOKENS)  # 51,289: the remote-code models
 IMAGE_TOKEN = "<image>"  # id TEXT_VOCAB (51289)
 PAD_TO_MULTIPLE = 64  # embedding rows, as transformers' conversion resized them: 51,290 -> 51,328
 IMAGE_SIZE = 768
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # generation_config.json of the published checkpoints (the remote-code configs' text_config carried the same).
 PUBLISHED_GENERATION: dict[str, Any] = {
@@ -145,8 +147,15 @@ def bart_layout_tokenizer(florence_tokens: bool = True, class_names: Sequence[st
 
 
 def published_processor(tokenizer: BartTokenizerFast) -> Florence2Processor:
-    """CLIP image settings at 768 x 768 (ImageNet mean/std, bicubic, no crop), 577 image tokens (24 x 24 + 1)."""
-    return build_processor(tokenizer, TinySpec(image_size=IMAGE_SIZE, patch_strides=(4, 2, 2, 2)))
+    """CLIP image settings at 768 x 768 with ImageNet's mean and std (not CLIP's), bicubic, no crop, and 577 image
+    tokens (24 x 24 + 1)."""
+    size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    image_processor = CLIPImageProcessorPil(
+        size=size, crop_size=size, do_center_crop=False, do_convert_rgb=True, resample=3,
+        image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD), image_seq_length=(IMAGE_SIZE // 32) ** 2 + 1,
+    )
+    return Florence2Processor(image_processor=image_processor, tokenizer=tokenizer,
+                              post_processor_config=POST_PROCESSOR_CONFIG)
 
 
 # ----- config -------------------------------------------------------------------------------------------------------
