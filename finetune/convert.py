@@ -126,7 +126,6 @@ def fill_tied(weights: dict[str, torch.Tensor]) -> None:
 
 def load_native(config: Florence2Config, weights: dict[str, torch.Tensor]) -> Florence2ForConditionalGeneration:
     """The native model holding exactly `weights` (built on the meta device, tensors assigned, nothing random)."""
-    fill_tied(weights)
     with torch.device("meta"):
         model = Florence2ForConditionalGeneration(config)
     try:
@@ -207,9 +206,8 @@ def convert_checkpoint(src: Path, out_dir: Path, seed: int = 0) -> Path:
                            "or vision_config.dim_embed); a native checkpoint needs no conversion")
     check_output_dir(out_dir)
     weights = native_state_dict(read_weights(src))
-    text_vocab = int(weights.get("model.language_model.shared.weight", weights.get("lm_head.weight",
-                                                                                   torch.empty(0))).shape[0])
-    tokenizer = native_tokenizer(src, text_vocab)
+    fill_tied(weights)
+    tokenizer = native_tokenizer(src, int(weights[TIED[0]].shape[0]))
     processor = native_processor(src, tokenizer)
     model = load_native(native_config(old, int(tokenizer.image_token_id)), weights)
     torch.manual_seed(seed)  # the new rows (`<image>`, padding) are drawn around the old rows' mean

@@ -18,7 +18,7 @@ from agent.detector.factory import create_detector
 from agent.detector.florence2 import DetectorOptions, Florence2Detector
 from agent.detector.onnx import OnnxDetector
 from agent.detector.tasks import GROUNDING, TaskUnsupported, run_task_on
-from finetune.export import export_onnx
+from finetune.export import export_onnx_precisions
 
 FREE = DetectorOptions(max_new_tokens=40)
 FORCED = DetectorOptions(max_new_tokens=40, min_boxes=4, max_boxes=4)
@@ -32,7 +32,7 @@ def random_frames(n: int, seed: int = 0) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def exports(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("onnx")
-    return {p: export_onnx(tiny_model_dir, root / p, precision=p) for p in ("fp32", "fp16", "int8")}
+    return export_onnx_precisions(tiny_model_dir, {p: root / p for p in ("fp32", "fp16", "int8")})  # one trace
 
 
 @pytest.fixture(scope="module", params=[FREE, FORCED], ids=["free", "forced-4-boxes"])
