@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from finetune.convert import TIED, ConvertError, check_output_dir, listed, pickle_advice, pickle_files, read_json
-from finetune.remote_layout import native_name
+from finetune.remote_layout import is_remote_config, native_name
 
 PEFT_PREFIX = "base_model.model."
 WEIGHTS = "adapter_model.safetensors"
@@ -55,6 +55,8 @@ def rename(key: str) -> str:
         raise ConvertError(f"adapter key {key!r} does not start with {PEFT_PREFIX!r} (not a PEFT adapter file)")
     inner = key[len(PEFT_PREFIX):]
     new = native_name(inner)
+    if new is None and inner.startswith(("model.", "lm_head.")):
+        raise ConvertError(f"adapter key {key!r} is already in the native layout: this adapter needs no conversion")
     if new is None:
         raise ConvertError(f"adapter key {key!r}: no remote-code Florence-2 module of that name")
     return PEFT_PREFIX + new
@@ -71,6 +73,9 @@ def base_modules(base: Path) -> dict[str, torch.nn.Module]:
     """The native base's modules by name, built on the meta device from its config.json (no weights read)."""
     from transformers import Florence2Config, Florence2ForConditionalGeneration
 
+    if is_remote_config(read_json(base / "config.json")):
+        raise ConvertError(f"base {base} is itself in the remote-code layout: convert it first with "
+                           f"`edge-inspect model convert --model {base} --out DIR` and give DIR as --base")
     try:
         config = Florence2Config.from_pretrained(str(base))
     except (OSError, ValueError) as exc:

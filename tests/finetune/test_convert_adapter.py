@@ -33,10 +33,11 @@ HEAD_B = "base_model.model.lm_head.lora_B.weight"
 def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("adapter")
     native = small_native_model(root / "native")
-    base = convert_checkpoint(write_remote_checkpoint(native, root / "old"), root / "base")
+    old = write_remote_checkpoint(native, root / "old")
+    base = convert_checkpoint(old, root / "base")
     lora = native_lora(native, root / "lora")
     old_lora = write_old_adapter(lora, root / "old_lora")
-    return {"native": native, "base": base, "lora": lora, "old_lora": old_lora,
+    return {"native": native, "old": old, "base": base, "lora": lora, "old_lora": old_lora,
             "converted": convert_adapter(old_lora, root / "converted", base)}
 
 
@@ -112,6 +113,13 @@ def test_a_key_outside_the_old_layout_is_refused(dirs: dict[str, Path], tmp_path
     src = broken_copy(dirs, tmp_path, {"base_model.model.vision_tower.head.lora_A.weight": torch.zeros(4, 4)})
     with pytest.raises(ConvertError, match=r"vision_tower\.head\.lora_A\.weight.*no remote-code Florence-2 module"):
         convert_adapter(src, tmp_path / "out", dirs["base"])
+
+
+def test_a_native_adapter_and_an_old_base_are_refused_saying_why(dirs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ConvertError, match="already in the native layout"):
+        convert_adapter(dirs["lora"], tmp_path / "a", dirs["base"])
+    with pytest.raises(ConvertError, match="itself in the remote-code layout: convert it first"):
+        convert_adapter(dirs["old_lora"], tmp_path / "b", dirs["old"])
 
 
 def test_a_pickle_adapter_is_refused_with_the_way_to_safetensors(dirs: dict[str, Path], tmp_path: Path) -> None:
