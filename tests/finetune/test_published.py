@@ -160,13 +160,16 @@ def frame() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def eager(base_dir: Path, frame: list[np.ndarray]) -> tuple[Florence2Detector, Decoded]:
     logger, handler = logging.getLogger("agent.detector.florence2"), Recorded()
+    level, disabled = logger.level, logger.disabled  # another test's logging setup may have changed either
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
     try:
         detector = Florence2Detector(base_dir, class_names=CLASSES, options=ONE_BOX)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.disabled = disabled
     decoded = decode(detector, frame)
     decoded.log = handler.lines
     return detector, decoded
