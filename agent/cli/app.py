@@ -21,7 +21,8 @@ from agent.cli.store import model_group
 # The order `--help` lists commands in, whichever plugin registers them; names not listed come last.
 COMMAND_ORDER = ("run", "check-config", "detect", "demo", "evaluate", "finetune", "recalibrate",
                  "calibrate", "data", "model", "queue", "export")
-MODEL_COMMAND_ORDER = ("list", "add", "verify", "promote", "rollback", "set-base", "tiny", "train", "demo")
+MODEL_COMMAND_ORDER = ("list", "add", "verify", "promote", "rollback", "set-base", "tiny", "train", "demo", "published",
+                       "convert")
 
 
 def build_app() -> typer.Typer:

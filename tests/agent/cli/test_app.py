@@ -15,7 +15,7 @@ from agent.cli.app import COMMAND_ORDER, MODEL_COMMAND_ORDER, put_in_order
 
 TOP_LEVEL = ["run", "check-config", "detect", "demo", "evaluate", "finetune", "recalibrate", "calibrate", "data",
              "model", "queue", "export"]
-MODEL = ["list", "add", "verify", "promote", "rollback", "set-base", "tiny", "train", "demo"]
+MODEL = ["list", "add", "verify", "promote", "rollback", "set-base", "tiny", "train", "demo", "published", "convert"]
 
 
 def listed(app_: typer.Typer, *group: str) -> list[str]:
