@@ -61,7 +61,7 @@ from finetune.metrics import class_pr_data
 from finetune.reliability import OVERALL
 
 if TYPE_CHECKING:
-    from agent.config.sections import RecalibrationConfig
+    from agent.config.recalibration import RecalibrationConfig
     from finetune.train.config import TrainConfig
 
 log = structlog.get_logger("calibration.run")

@@ -7,12 +7,14 @@ Every model forbids unknown keys so a typo is an error, never a silently ignored
 
 This package is the config's public face: `sections` (one model per YAML section), `sources` (YAML file and
 credential files), `settings` (the root and `load_settings`), `errors` (what a user reads when a config is refused),
-`reference` (docs/config.md), `rules` (per-class size rules).
+`reference` (docs/config.md), `rules` (per-class size rules), `recalibration` (the recalibration run's section),
+`opcua` and `sparkplug` (the optional line integrations).
 """
 
 from __future__ import annotations
 
 from agent.config.errors import SECRET_KEYS, SECRET_MASK, ConfigError, dotted_path, format_validation_errors
+from agent.config.recalibration import RecalibrationConfig
 from agent.config.rules import SizeRuleConfig
 from agent.config.sections import (
     BatchConfig,
@@ -26,7 +28,6 @@ from agent.config.sections import (
     OutboxConfig,
     PicturesConfig,
     QueueConfig,
-    RecalibrationConfig,
     TlsConfig,
     topic_level,
 )

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from agent.config.errors import ConfigError, format_validation_errors
 from agent.config.opcua import OpcUaConfig
+from agent.config.recalibration import RecalibrationConfig
 from agent.config.sections import (
     BatchConfig,
     CameraConfig,
@@ -20,7 +21,6 @@ from agent.config.sections import (
     OutboxConfig,
     PicturesConfig,
     QueueConfig,
-    RecalibrationConfig,
     topic_level,
 )
 from agent.config.sources import ENV_PREFIX, CredentialsSource, YamlSource, yaml_document

@@ -96,7 +96,7 @@ def golden_results(tmp: Path, *hits: int) -> tuple[GoldenSet, list[GoldenResult]
 
 
 def test_the_training_recipe_flows_from_the_config_and_a_runs_overrides_win() -> None:
-    from agent.config.sections import RecalibrationConfig
+    from agent.config.recalibration import RecalibrationConfig
     from finetune.train.config import AugmentSettings
 
     default = train_config(RecalibrationConfig(), RunOptions())

@@ -48,7 +48,7 @@ def test_a_plugin_that_fails_to_import_only_removes_its_commands(monkeypatch: py
     app = app_with_failing_plugin(monkeypatch, "finetune", "No module named 'peft'")
     assert capsys.readouterr().err == "note: the finetune commands are unavailable: No module named 'peft'\n"
     assert listed(app) == [name for name in TOP_LEVEL if name not in FINETUNE_COMMANDS]
-    assert listed(app, "model") == [name for name in MODEL if name not in ("tiny", "train")]
+    assert listed(app, "model") == [name for name in MODEL if name not in ("tiny", "train", "published", "convert")]
     assert plugins.unavailable_plugins() == {"finetune": "No module named 'peft'"}
 
 
