@@ -63,9 +63,9 @@ def annotations_file(src: Path, what: str) -> Path:
 LineParser = Callable[[str, Location, IssueLog], RawSample | None]
 
 
-def parse_lines(path: Path, log: IssueLog, parse_line: LineParser | None = None) -> list[RawSample]:
-    """Every non-blank line through `parse_line` (Florence's `<OD>` lines by default; PaliGemma JSONL has its own)."""
-    parse = parse_line or _parse_line_od_only
+def parse_lines(path: Path, log: IssueLog, parse: LineParser) -> list[RawSample]:
+    """Every non-blank line through `parse` (Florence's, which sets region-task lines aside, or PaliGemma's); the
+    first line of an image wins, a later one is a logged duplicate."""
     raws: list[RawSample] = []
     first_line: dict[Path, int] = {}
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -103,10 +103,6 @@ def _od_line(text: str, location: Location, log: IssueLog, task_lines: list[RawT
         task_lines.append(raw)
         return None
     return raw
-
-
-def _parse_line_od_only(text: str, location: Location, log: IssueLog) -> RawSample | None:
-    return _od_line(text, location, log, [])
 
 
 def _parse_line(text: str, location: Location, log: IssueLog) -> RawSample | RawTaskLine | None:
