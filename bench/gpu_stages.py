@@ -200,9 +200,10 @@ def _mosquitto() -> str | None:
 
 # ----- models -------------------------------------------------------------------------------------------------------
 def published_builder() -> tuple[Callable[..., Path] | None, str | None]:
-    """`finetune.published.build_published` (another helper's, wired at merge), or None and why not."""
+    """`finetune.published.build_published`, or None and why not (a checkout whose finetune cannot import it: the
+    benchmarks then run on the random base-sized stand-in)."""
     try:
-        from finetune.published import build_published  # type: ignore[import-not-found,unused-ignore]
+        from finetune.published import build_published
     except ImportError as exc:
         return None, f"finetune.published.build_published is not available ({type(exc).__name__}: {exc})"
     return build_published, None
