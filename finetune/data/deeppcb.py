@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from finetune.data.dataset import Dataset, Progress, no_progress
-from finetune.data.files import find_subdir
+from finetune.data.files import find_subdir, numbered_lines
 from finetune.data.issues import IssueKind, IssueLog, Location
 from finetune.data.validate import RawBox, RawSample, build_dataset
 
@@ -54,7 +54,7 @@ def _pcbdata(src: Path) -> Path:
 
 def _read_split(list_file: Path, root: Path, include_templates: bool, log: IssueLog) -> list[RawSample]:
     raws: list[RawSample] = []
-    for number, text in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, text in numbered_lines(list_file):
         if not text.strip():
             continue
         location = Location(list_file, number)
@@ -87,7 +87,7 @@ def _read_boxes(image: Path, annotation: Path, listed_at: Location) -> RawSample
     if not annotation.is_file():
         raw.problem(listed_at, f"missing annotation file {annotation}", IssueKind.NO_ANNOTATION)
         return raw
-    for number, text in enumerate(annotation.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, text in numbered_lines(annotation):
         if text.strip():
             _parse_box_line(text, Location(annotation, number), raw)
     return raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -77,10 +78,19 @@ def image_channels(path: Path) -> int:
         return len(image.getbands())
 
 
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file, numbered as `grep -n` and editors number them: only `\n` ends a
+    line (a CRLF file's `\r` is dropped; a lone `\r` stays inside its line instead of shifting every number after
+    it, which Python's universal newlines would do)."""
+    with path.open(encoding="utf-8", newline="") as file:
+        for number, line in enumerate(file.read().split("\n"), start=1):
+            yield number, line.removesuffix("\r")
+
+
 def read_class_file(path: Path) -> tuple[str, ...]:
     """One class name per line; blank lines are ignored, duplicates are an error naming the line."""
     names: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in numbered_lines(path):
         name = line.strip()
         if not name:
             continue

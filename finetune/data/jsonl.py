@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.detector.loc import LOC_BINS, to_loc_text
 from finetune.data.dataset import Dataset, Progress, Sample, TaskSample, no_progress
-from finetune.data.files import copy_images, prepare_output_dir, write_class_file
+from finetune.data.files import copy_images, numbered_lines, prepare_output_dir, write_class_file
 from finetune.data.issues import IssueKind, IssueLog, Location
 from finetune.data.tasks import TASK_TOKENS, RawTaskLine, build_task_samples, parse_task_line, suffix_runs, task_of
 from finetune.data.validate import RawBox, RawSample, build_dataset, resolve_classes
@@ -68,7 +68,7 @@ def parse_lines(path: Path, log: IssueLog, parse: LineParser) -> list[RawSample]
     first line of an image wins, a later one is a logged duplicate."""
     raws: list[RawSample] = []
     first_line: dict[Path, int] = {}
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, text in numbered_lines(path):
         if not text.strip():
             continue
         raw = parse(text, Location(path, number), log)

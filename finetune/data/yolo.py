@@ -15,7 +15,14 @@ import yaml
 
 from agent.detections import Detections
 from finetune.data.dataset import Dataset, Progress, no_progress
-from finetune.data.files import copy_images, find_subdir, image_files, prepare_output_dir, read_class_file
+from finetune.data.files import (
+    copy_images,
+    find_subdir,
+    image_files,
+    numbered_lines,
+    prepare_output_dir,
+    read_class_file,
+)
 from finetune.data.issues import IssueKind, IssueLog, Location
 from finetune.data.validate import RawBox, RawSample, build_dataset
 
@@ -66,7 +73,7 @@ def _read_labels(image: Path, label_file: Path, class_names: tuple[str, ...], as
     if not label_file.is_file():
         raw.without_annotation(label_file, as_good, "label file", "write an empty label file")
         return raw
-    for number, text in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, text in numbered_lines(label_file):
         if text.strip():
             _parse_line(text, Location(label_file, number), class_names, raw)
     return raw
