@@ -39,7 +39,9 @@ suffixes = loc_groups.map(lambda gs: "".join(f"{label}" + "".join(f"<loc_{b}>" f
 jsonl_records = st.fixed_dictionaries({}, optional={"image": json_values | st.just("images/none.png"),
                                                     "prefix": st.sampled_from(["<OD>", "<CAPTION>"]) | json_values,
                                                     "suffix": suffixes | json_values})
-yolo_lines = (st.lists(st.integers(-2, 5).map(str) | st.floats().map(str) | st.text(max_size=4), max_size=7)
+# one label line: any characters but the newline that would end it (a lone CR stays inside its line)
+yolo_lines = (st.lists(st.integers(-2, 5).map(str) | st.floats().map(str)
+                       | st.text(st.characters(blacklist_characters="\n"), max_size=4), max_size=7)
               .map(" ".join) | line_text)
 
 
