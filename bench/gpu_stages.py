@@ -480,7 +480,7 @@ class _NoBroker:
     where bench/pipeline.py counts them."""
 
     def __init__(self) -> None:
-        from agent.devbroker import free_port
+        from agent.ports import free_port
 
         self.port = free_port()
 

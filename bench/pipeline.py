@@ -58,9 +58,10 @@ from agent.cli.run import quiet_model_loading
 from agent.config import Settings
 from agent.daemon import Daemon
 from agent.detector.base import Detector
-from agent.devbroker import Broker, free_port
+from agent.devbroker import Broker
 from agent.health.logging import configure_logging
 from agent.model_choice import choose_model, detector_from_settings
+from agent.ports import free_port
 
 FORMATS = ("bmp", "jpg", "png")
 OVERSUPPLY = 1.25  # camera rate / bare detector rate: the detector stays the bottleneck

@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from agent.devbroker import Broker, free_port, make_broker
+from agent.devbroker import Broker, make_broker
+from agent.ports import free_port
 
 RESULTS_DIR = Path(__file__).parent / "results"
 RSS_GOAL = 0.01  # RSS growth after warm-up, as a fraction

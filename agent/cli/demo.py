@@ -46,7 +46,8 @@ def demo(
         "(default: when run from a terminal)"),
 ) -> None:
     """Run the daemon on a synthetic camera against a private broker and print its results."""
-    from agent.devbroker import Broker, free_port
+    from agent.devbroker import Broker
+    from agent.ports import free_port
 
     thresholds = ensure_demo_model(ctx, model, steps)
     typer.echo(f"per-class thresholds: {thresholds}")
@@ -120,7 +121,7 @@ class DemoStation:
 
     @classmethod
     def make(cls) -> DemoStation:
-        from agent.devbroker import free_port
+        from agent.ports import free_port
 
         return cls(PREFERRED_PORT if port_is_free(PREFERRED_PORT) else free_port(), "technician",
                    secrets.token_urlsafe(9))

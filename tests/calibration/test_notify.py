@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from agent.config import CommandsConfig, MqttConfig, Settings
 from agent.control.commands import HmacAuthenticator, request_from_mqtt
-from agent.devbroker import free_port
+from agent.ports import free_port
 from calibration.notify import Events, reload_daemon
 from calibration.report import RunError
 from tests.fixtures.broker import Broker, Subscriber
@@ -27,6 +27,7 @@ def settings(port: int, key: str | None = None) -> Settings:
 
 def test_progress_events_carry_an_rfc3339_ts_and_the_device(mosquitto: Broker) -> None:
     sub = Subscriber(mosquitto, "edge-inspect/line9/events", client_id="hmi-events")
+    sub.wait_for(lambda p: sub.connects > 0, timeout_s=10)  # an event sent before the SUBACK reaches nobody
     events = Events(settings(mosquitto.port), mqtt_enabled=True)
     try:
         events("recalibration_progress", run_id="r1", step="train", report=Path("/tmp/r1/report.json"))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.config.reference import config_reference_markdown
-from agent.devbroker import free_port
+from agent.ports import free_port
 
 runner = CliRunner()
 

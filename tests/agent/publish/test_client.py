@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from agent.config import MqttConfig, TlsConfig
-from agent.devbroker import free_port
+from agent.ports import free_port
 from agent.publish.client import (
     MqttUnavailable,
     Will,
