@@ -88,6 +88,7 @@ def test_results_cross_the_bridge_in_order_and_none_is_lost_over_a_30_s_outage(
         plant: Broker, link: FaultProxy, box: Broker, publisher: MqttPublisher) -> None:
     consumer = Subscriber(plant, RESULTS_TOPIC, client_id="plant-consumer")
     try:
+        consumer.wait_subscribed()
         feed(publisher, 20, 0.05).join()
         arrived = consumer.wait_for(lambda ps: len(ps) >= 20, timeout_s=60)
         assert [p["seq"] for p in arrived] == list(range(1, 21)), "before the outage"
@@ -112,6 +113,8 @@ def test_commands_from_the_plant_reach_the_box_and_nothing_loops(plant: Broker, 
     try:
         hmi.connect(plant.host, plant.port)
         hmi.loop_start()
+        on_box.wait_subscribed()
+        on_plant.wait_subscribed()
         time.sleep(2)  # both subscriptions and the bridge's own are in place once its first connect is through
         hmi.publish(f"edge-inspect/{DEVICE}/cmd/status", b'{"ping": 1}', qos=1).wait_for_publish(10)
         got = on_box.wait_for(lambda ps: bool(ps), timeout_s=30)

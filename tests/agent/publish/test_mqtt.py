@@ -99,7 +99,7 @@ def unique_in_order(payloads: list[dict]) -> list[int]:
 
 def test_results_arrive_schema_valid_and_leave_the_outbox(mosquitto: Broker, publisher: MqttPublisher) -> None:
     sub = Subscriber(mosquitto, publisher.topics.result("+"), client_id="schema-sub")
-    time.sleep(0.5)
+    sub.wait_subscribed()
     sent = [append_result(publisher, part_id=f"P{i}") for i in range(5)]
     got = sub.wait_for(lambda ps: len(ps) >= 5, timeout_s=10)
     sub.close()
@@ -231,7 +231,7 @@ def test_broker_killed_mid_stream_every_seq_arrives_once_in_order(
     feeder = Feeder(pub)
     try:
         assert consumer.subscribed.wait(10), "consumer never subscribed"
-        assert wait_until(lambda: wire.connects > 0, timeout_s=10), "wire subscriber never connected"
+        wire.wait_subscribed()
         wait_connected(pub)
         for upto, kill_at in ((40, 20), (80, 60)):  # plain SIGKILLs while results are in flight
             feeder.feed_upto(upto)
@@ -355,7 +355,7 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> No
 def test_publisher_sigkilled_mid_stream_loses_no_seq_after_restart(mosquitto: Broker, tmp_path: Path) -> None:
     topics = Topics(f"edge-inspect/{producer.DEVICE}")
     sub = Subscriber(mosquitto, topics.result("+"), client_id="sigkill-sub")
-    time.sleep(0.3)
+    sub.wait_subscribed()
     total = 60
     first = run_producer(tmp_path, mosquitto.port, total, rate_hz=40)
     read_until(first, "appended 25", timeout_s=30)
@@ -400,7 +400,7 @@ def test_full_outbox_raises_an_alarm_event_that_clears_after_delivery(mosquitto:
     settings = make_settings(mosquitto, tmp_path, device="small")
     pub = MqttPublisher(settings, Outbox(tmp_path / "small.sqlite", max_bytes=4000, alarm_fraction=0.5), "t")
     sub = Subscriber(mosquitto, pub.topics.events, client_id="alarm-sub")
-    time.sleep(0.3)
+    sub.wait_subscribed()
     mosquitto.stop()
     pub.start()
     with pytest.raises(OutboxFull):
