@@ -1,8 +1,9 @@
 """A browser-like client of the station's live page, for `bench.pipeline --station-compare` (not a test).
 
-It makes the requests `agent/station/static/live.js` makes a browser make: log in (POST /api/login), GET /api/me and
-/api/cameras, open /api/live (server-sent events) and, per camera, fetch each announced frame
-(`frame.jpg?seq=N`) one request at a time: once a picture has loaded, the newest one announced meanwhile. When a
+It makes the requests `agent/station/static/live.js` makes a browser make: log in (POST /api/login), GET /api/me,
+open /api/live (server-sent events) and, per camera, show each announced frame one at a time: once a
+picture has loaded, the newest one announced meanwhile. The picture comes inside the event (`live.jpeg`, a data:
+URI); an event without it, from an older station, makes the client fetch `frame.jpg?seq=N` as the page does. When a
 camera's newest fail/uncertain frame changes it GETs the camera's recent list (its thumbnails come inline, as data:
 URIs; a list without them, from an older station, makes it fetch each thumbnail not fetched before).
 It does not decode or draw the JPEGs (a browser would, in its own process).
@@ -18,6 +19,7 @@ JPEG and each thumbnail, the JPEG sizes, errors, and its own CPU seconds. Standa
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -153,7 +155,7 @@ class LiveClient:
     def fetch_frames(self) -> None:
         while (item := self.next_frame()) is not None:
             name, live = item
-            status, data, _ = self.request("GET", f"/api/cameras/{quote(name)}/frame.jpg?seq={live['seq']}")
+            status, data = self.picture(name, live)
             if status == 200:
                 self.tallies.jpegs.append(time.monotonic())
                 self.tallies.jpeg_bytes.append(len(data))
@@ -164,6 +166,13 @@ class LiveClient:
             if live.get("newest_recent") != card.recent_id:
                 card.recent_id = live.get("newest_recent")
                 self.fetch_recent(name, card)
+
+    def picture(self, name: str, live: dict[str, Any]) -> tuple[int, bytes]:
+        """The announced frame's JPEG: from the event's data: URI, else by a request."""
+        if live.get("jpeg"):
+            return 200, base64.b64decode(live["jpeg"].partition(",")[2])
+        status, data, _ = self.request("GET", f"/api/cameras/{quote(name)}/frame.jpg?seq={live['seq']}")
+        return status, data
 
     def fetch_recent(self, name: str, card: CameraCard) -> None:
         """The recent list, then each thumbnail the page does not hold yet and the list did not carry inline."""
@@ -183,8 +192,7 @@ class LiveClient:
 
     # ----- running ----------------------------------------------------------------------------------------------------
     def run_in_background(self) -> None:
-        self.log_in()
-        self.apply_update(self.get_json("/api/cameras"))
+        self.log_in()  # then, as the page does, only the stream: its first event describes every camera
         for target in (self.read_stream, self.fetch_frames):
             threading.Thread(target=self._guarded, args=(target,), daemon=True).start()
 

@@ -155,6 +155,12 @@ class LiveBoard:
             shot = next((s for n, s in cam.shown if n == seq), cam.shown[-1][1])
         return self._encoded(cam, shot)
 
+    def jpeg_uri(self, camera: str, seq: int) -> str | None:
+        """Shown frame `seq` as `jpeg`, as a data: URI: the live stream carries the picture with its description,
+        so a live page costs the station no request per frame."""
+        data = self.jpeg(camera, seq)
+        return None if data is None else "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
     def recent(self, camera: str, thumbnails: bool = False) -> list[dict[str, Any]]:
         """The camera's last fail/uncertain frames, newest first; with `thumbnails`, each carries a small JPEG
         with its boxes as a data: URI (the page then needs one request for the whole strip, not one per frame)."""

@@ -1,6 +1,7 @@
 // Live page: one card per camera, kept current by the /api/live event stream (no reloads).
-// A frame's JPEG is fetched only when the stream announces it, one request at a time per camera, and the card's
-// verdict, boxes and counters change when that picture has loaded, so text and picture always match.
+// A frame's JPEG comes inside the stream's event (a data: URI; fetched by URL only if an event lacks it), one picture
+// at a time per camera, and the card's verdict, boxes and counters change when that picture has loaded, so text and
+// picture always match.
 "use strict";
 
 const cards = new Map();  // camera name -> {root, img, loading, wanted, requested, shownSeq, recentId}
@@ -46,7 +47,7 @@ function loadFrame(name) {
   if (!card || card.loading || !card.wanted || card.wanted.seq === card.shownSeq) return;
   card.loading = true;
   card.requested = card.wanted;
-  card.img.src = `/api/cameras/${encodeURIComponent(name)}/frame.jpg?seq=${card.requested.seq}`;
+  card.img.src = card.requested.jpeg || `/api/cameras/${encodeURIComponent(name)}/frame.jpg?seq=${card.requested.seq}`;
 }
 
 function frameLoaded(name, ok) {
@@ -168,8 +169,7 @@ async function start() {
   document.getElementById("review-tab").hidden = me.role !== "technician";  // viewers may not review
   document.getElementById("runs-tab").hidden = me.role !== "technician";  // nor recalibrate
   document.getElementById("logout").addEventListener("click", () => logout().catch(goToLogin));
-  applyUpdate(await getJson("/api/cameras"));
-  openStream();
+  openStream();  // its first event describes every camera, pictures included
 }
 
 start().catch((err) => setConnection("lost", `error: ${err.message}`));

@@ -84,8 +84,10 @@ def log_in(page: Page, url: str, shots: Path) -> None:
 
 
 def watch_frames(page: Page) -> None:
-    """New frames appear without a reload, with their verdict and counters."""
+    """New frames appear without a reload, with their verdict and counters; the pictures come with the stream."""
     page.evaluate("() => { window.notReloaded = true; }")
+    frame_requests: list[str] = []
+    page.on("request", lambda request: frame_requests.append(request.url) if "frame.jpg" in request.url else None)
     card = page.locator("section.camera[data-camera=cam0]")
     expect(card.locator(".status")).to_have_text("online")
     expect(page.locator("#user")).to_have_text("tech (technician)")
@@ -94,6 +96,7 @@ def watch_frames(page: Page) -> None:
     page.wait_for_function(
         f"() => Number(document.querySelector('[data-camera=cam0]').dataset.shownSeq) >= {first + 4}", timeout=5000)
     assert page.evaluate("() => window.notReloaded") is True
+    assert frame_requests == [], "the live page fetched pictures the stream had already sent"
     # (between two frames the element briefly has no decoded picture while the next one loads: wait, don't sample)
     page.wait_for_function("() => document.querySelector('[data-camera=cam0] .frame-img').naturalWidth === 320")
     expect(card.locator(".verdict")).to_have_text(re.compile(r"^(pass|fail|uncertain)$"))

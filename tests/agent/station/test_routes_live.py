@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -100,6 +101,18 @@ def test_live_stream_pushes_at_least_two_updates_a_second_per_camera(station: St
     seqs = [c["live"]["seq"] for name, e in events if name == "live" for c in e["cameras"] if c["live"]]
     assert len(seqs) >= 4 and seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert all(e["model"] == "base+v0003" for name, e in events if name == "live")
+
+
+def test_a_live_event_carries_its_frame_as_the_jpeg_frame_jpg_serves(station: Station) -> None:
+    station.login("view")
+    feed(station.board, verdict="fail", labels=("scratch",))
+    with station.client.stream("GET", "/api/live") as response:
+        (camera,) = next_event(response.iter_lines())[1]["cameras"]
+        station.app.state.station.stopping.set()
+    head, _, data = camera["live"]["jpeg"].partition(",")
+    served = station.client.get(f"/api/cameras/cam0/frame.jpg?seq={camera['live']['seq']}").content
+    assert head == "data:image/jpeg;base64" and base64.b64decode(data) == served  # one picture, no request for it
+    assert "jpeg" not in station.client.get("/api/cameras").json()["cameras"][0]["live"]  # the list stays small
 
 
 def test_live_stream_reports_status_changes_and_logout(station: Station) -> None:
