@@ -232,13 +232,23 @@ def encode_annotated(image: Image, detections: Detections | None, max_width: int
     """`image` with `detections` drawn (None: already drawn), scaled to at most `max_width` wide, as JPEG bytes."""
     drawn = draw_detections(image, detections) if detections is not None else image
     height, width = drawn.shape[:2]
-    if width > max_width:
-        drawn = np.asarray(cv2.resize(drawn, (max_width, max(1, round(height * max_width / width))),
-                                      interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    ok, data = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    ok, data = cv2.imencode(".jpg", shrunk(drawn, max_width), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ValueError(f"could not encode a {width}x{height} frame as JPEG")
     return data.tobytes()
+
+
+def shrunk(image: Image, max_width: int) -> Image:
+    """`image` scaled to at most `max_width` wide: halved by Gaussian pyramid steps while that stays wide enough,
+    then bilinear. Anti-aliased like INTER_AREA (thin box lines survive), at a fifth of its CPU on this box (a
+    256 -> 240 px thumbnail took 0.55 ms with INTER_AREA, 0.09 ms this way; the station's CPU is the line's)."""
+    while image.shape[1] >= 2 * max_width:
+        image = np.asarray(cv2.pyrDown(image), dtype=np.uint8)
+    height, width = image.shape[:2]
+    if width <= max_width:
+        return image
+    size = (max_width, max(1, round(height * max_width / width)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
 
 
 def decoded(jpeg: bytes | None) -> Image | None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from agent.station import live
-from agent.station.live import MAX_WIDTH, THUMB_WIDTH, LiveBoard, encode_annotated
+from agent.station.live import MAX_WIDTH, THUMB_WIDTH, LiveBoard, encode_annotated, shrunk
 from tests.agent.station.conftest import detections, feed
 
 
@@ -134,6 +134,21 @@ def test_encoded_frame_shows_the_boxes_and_is_scaled_down_when_wide() -> None:
     assert decoded is not None
     assert decoded.shape == (720, MAX_WIDTH, 3)
     assert decoded.max() > 100  # the drawn box (the frame itself is black)
+
+
+def test_scaling_down_keeps_a_box_edge_as_area_averaging_does() -> None:
+    for width, height, to in ((256, 256, THUMB_WIDTH), (1024, 1040, THUMB_WIDTH), (2448, 2048, THUMB_WIDTH),
+                              (1920, 1080, MAX_WIDTH)):
+        image = np.zeros((height, width, 3), dtype=np.uint8)
+        edge = max(1, round(min(height, width) / 300))  # agent/annotate.py's box line width for this frame
+        image[:, width // 2 + 1:width // 2 + 1 + edge] = 255
+        small = shrunk(image, to)
+        assert small.shape == (round(height * to / width), to, 3)
+        area = cv2.resize(image, small.shape[1::-1], interpolation=cv2.INTER_AREA)  # the reference it replaces
+        assert abs(int(small.sum()) - int(area.sum())) < 0.15 * area.sum(), (width, to)  # the edge keeps its weight
+        assert small.max() >= 0.5 * area.max(), (width, to)  # and is not aliased away
+    image = np.zeros((100, 200, 3), dtype=np.uint8)
+    assert shrunk(image, 240) is image  # narrow enough already: untouched
 
 
 def test_recent_keeps_the_last_fail_and_uncertain_frames_newest_first() -> None:
