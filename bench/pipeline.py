@@ -460,7 +460,8 @@ def add_station_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="--station-compare: seconds each window runs (client connected) before measuring")
     parser.add_argument("--rss-rounds", type=int, default=2,
-                        help="--station-compare: pairs of fresh processes (off, on) measured for the RSS")
+                        help="--station-compare: pairs of fresh processes (off, on) measured for the RSS "
+                        "(0: frames/s only)")
     parser.add_argument("--rss-seconds", type=float, default=10.0,
                         help="--station-compare: measuring time of each fresh process")
     # one side of --station-compare, run by the bench itself in a child process
@@ -582,17 +583,19 @@ def summarise_station(sides: dict[str, list[dict[str, Any]]], fresh: dict[str, l
                       imports: dict[str, Any]) -> dict[str, Any]:
     off, on = side_summary(sides["off"]), side_summary(sides["on"])
     client = client_summary(sides["on"])
-    ratios, rss = ratio_summary(off, on), rss_summary(fresh, imports)
+    ratios = ratio_summary(off, on)
+    rss = rss_summary(fresh, imports) if fresh["off"] and fresh["on"] else None  # --rss-rounds 0: frames/s only
     print(f"station off {off['fps']:.2f} frames/s | on {on['fps']:.2f} | ratio {ratios['ratio_on_off']:.3f} "
           f"(per round: median {ratios['ratio_per_round_median']:.3f}, geometric mean "
           f"{ratios['ratio_per_round_geomean']:.3f} x/ {ratios['ratio_per_round_geomean_stderr_factor']:.3f}; goal >= "
           f"{STATION_GOAL_RATIO}) | client {client['updates_per_s']:.2f} updates/s, {client['jpegs_per_s']:.2f} JPEG/s")
-    print(f"station RSS: running {rss['running_added_mb']:+.1f} MB + imports {rss['import_added_mb']:.1f} MB "
-          f"= {rss['total_added_mb']:.1f} MB (goal <= {STATION_GOAL_RSS_MB:.0f})")
+    if rss is not None:
+        print(f"station RSS: running {rss['running_added_mb']:+.1f} MB + imports {rss['import_added_mb']:.1f} MB "
+              f"= {rss['total_added_mb']:.1f} MB (goal <= {STATION_GOAL_RSS_MB:.0f})")
     return {"off": off, "on": {**on, "client": client}, **ratios, "rss": rss,
             "goal_ratio": STATION_GOAL_RATIO, "goal_rss_mb": STATION_GOAL_RSS_MB,
             "meets_goal_ratio": ratios["ratio_on_off"] >= STATION_GOAL_RATIO,
-            "meets_goal_rss": rss["total_added_mb"] <= STATION_GOAL_RSS_MB}
+            "meets_goal_rss": rss["total_added_mb"] <= STATION_GOAL_RSS_MB if rss is not None else None}
 
 
 def main() -> None:
