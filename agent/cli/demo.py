@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from agent.cli.plugins import ENTRY_POINT_GROUP, unavailable_plugins
 
 DEMO_CLASSES = ["scratch", "hole", "stain"]
 PREFERRED_PORT = 8080  # the station's default port, when nothing else holds it
+STATION_START_S = 120.0  # how long the demo waits for the daemon's station to answer before saying it did not
 
 
 def demo(
@@ -139,6 +141,26 @@ class DemoStation:
     def announce(self) -> None:
         typer.echo(f"station: {self.url}  (log in as {self.user!r} with password {self.password!r})")
 
+    def announce_when_up(self, daemon: subprocess.Popen[bytes], timeout_s: float = STATION_START_S) -> bool:
+        """Print the URL once the station answers: printed while the daemon still loads its model (5-15 s on two
+        cores), the first click on it was refused."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and daemon.poll() is None:
+            if self.answers():
+                self.announce()
+                return True
+            time.sleep(0.25)
+        typer.echo(f"station: {self.url} did not answer within {timeout_s:.0f} s (see the daemon's log above)",
+                   err=True)
+        return False
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "healthz", timeout=1) as response:
+                return int(response.status) == 200
+        except OSError:
+            return False
+
 
 def port_is_free(port: int) -> bool:
     try:
@@ -199,7 +221,7 @@ def run_daemon_and_print(config: Path, broker: Any, seconds: float, station: Dem
     connect_and_wait(client, dashboard)
     daemon = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    station.announce()
+    station.announce_when_up(daemon)
     previous = interrupt_on_hangup_and_term()
     try:
         time.sleep(seconds)

@@ -120,3 +120,36 @@ def test_a_closed_terminal_or_kill_stops_the_daemon_and_broker_the_demo_started(
     assert "daemon exited with code" in rest  # (-15 when it was still starting: SIGTERM before its handlers)
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+class _Running:
+    """A stand-in for the daemon's process: still running."""
+
+    def poll(self) -> None:
+        return None
+
+
+def test_the_station_url_is_printed_once_it_answers_and_a_silent_one_is_reported(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import http.server
+    import threading
+
+    class Healthz(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthz) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        up = demo_module.DemoStation(server.server_address[1], "technician", "pw")
+        assert up.announce_when_up(_Running(), timeout_s=10)  # type: ignore[arg-type]
+        server.shutdown()
+    assert capsys.readouterr().out == f"station: {up.url}  (log in as 'technician' with password 'pw')\n"
+
+    silent = demo_module.DemoStation(up.port, "technician", "pw")  # nothing listens there any more
+    assert not silent.announce_when_up(_Running(), timeout_s=0.5)  # type: ignore[arg-type]
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"station: {silent.url} did not answer within 0 s" in captured.err
