@@ -98,7 +98,7 @@ def test_a_capture_worker_inspects_a_genicam_camera(fake_camera: FakeCamera) -> 
         assert wait_until(lambda: worker.counters.frames >= 3), (worker.status, worker.reason)
         frame = worker.frames.get(timeout=5)
         assert frame is not None and frame.image.shape == (512, WIDTH, 3)
-        assert status.statuses[0] == "online"
+        assert wait_until(lambda: status.statuses[:1] == ["online"]), status.statuses  # reported after the flip
     finally:
         worker.stop()
 
