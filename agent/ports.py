@@ -59,12 +59,12 @@ def claim(port: int) -> bool:
 
 
 def bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """Whether a server could listen on 127.0.0.1:`port` now (with SO_REUSEADDR, as uvicorn and Mosquitto bind)."""
+    try:
+        with socket.create_server(("127.0.0.1", port)):
+            return True
+    except OSError:
+        return False
 
 
 def kernel_port() -> int:

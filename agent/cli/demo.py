@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -123,9 +122,9 @@ class DemoStation:
 
     @classmethod
     def make(cls) -> DemoStation:
-        from agent.ports import free_port
+        from agent.ports import bindable, free_port
 
-        return cls(PREFERRED_PORT if port_is_free(PREFERRED_PORT) else free_port(), "technician",
+        return cls(PREFERRED_PORT if bindable(PREFERRED_PORT) else free_port(), "technician",
                    secrets.token_urlsafe(9))
 
     @property
@@ -160,14 +159,6 @@ class DemoStation:
                 return int(response.status) == 200
         except OSError:
             return False
-
-
-def port_is_free(port: int) -> bool:
-    try:
-        with socket.create_server(("127.0.0.1", port)):
-            return True
-    except OSError:
-        return False
 
 
 def write_demo_config(tmp: Path, model: Path, broker_port: int, metrics_port: int, fps: float,
