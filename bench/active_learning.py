@@ -69,6 +69,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "recalibration.epochs over the snapshot (labels + replay): a bigger budget trains longer")
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="LoRA learning rate (0: the line's recalibration.lr, 1e-4: nothing moves in 30 steps)")
+    parser.add_argument("--recalibration", nargs="+", default=[], metavar="KEY=VALUE", type=setting,
+                        help="the line's recalibration settings to change (docs/config.md), e.g. lora_vision=true "
+                        "epochs=6; values are JSON (true, 6, 0.001), else strings")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=16, help="detection batch size")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
@@ -84,6 +87,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def setting(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` of --recalibration; the value read as JSON when it is JSON."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. lora_vision=true")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 class Grid:
     """The result JSON, kept on disk after every point, with an ETA from the points done so far."""
 
@@ -95,7 +109,7 @@ class Grid:
             "settings": {"strategies": args.strategies, "budgets": args.budgets, "seeds": args.seeds,
                          "steps": args.steps or "recalibration.epochs",
                          "lr": args.lr or "recalibration.lr", "batch_size": 4,
-                         "device": args.device},
+                         "recalibration": dict(args.recalibration), "device": args.device},
             "machine": platform.machine(), "node": platform.node(), "goal": GOAL,
             "plot": args.out.with_suffix(".png").name, "points": []}
 
@@ -215,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="active-learning-") as scratch:
         work = args.work or Path(scratch)
         sizes = Sizes(args.pool, args.held_out, args.golden, args.replay)
-        scenario = build_scenario(args.model, classes, image_size(args.model), sizes, work)
+        scenario = build_scenario(args.model, classes, image_size(args.model), sizes, work,
+                                  dict(args.recalibration))
         started = time.perf_counter()
         score_pool(scenario, args.device, args.batch)
         args.pool_scoring_seconds = round(time.perf_counter() - started, 1)

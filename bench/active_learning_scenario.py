@@ -53,9 +53,11 @@ class Scenario:
     thresholds: dict[str, float] = field(default_factory=dict)
     band: float = 0.15
     dedup_max_distance: int = 6
+    recalibration: dict[str, Any] = field(default_factory=dict)  # the line's recalibration settings the bench changes
 
 
-def build_scenario(model: Path, classes: tuple[str, ...], size: int, sizes: Sizes, work: Path) -> Scenario:
+def build_scenario(model: Path, classes: tuple[str, ...], size: int, sizes: Sizes, work: Path,
+                   recalibration: dict[str, Any] | None = None) -> Scenario:
     """Generate the frames and write the external golden set (drifted) and the replay data (original) as JSONL."""
     def frames(name: str, count: int, drifted: bool) -> list[SyntheticFrame]:
         drift = DRIFT if drifted else {}
@@ -64,7 +66,8 @@ def build_scenario(model: Path, classes: tuple[str, ...], size: int, sizes: Size
     scenario = Scenario(model, classes, work, pool=frames("pool", sizes.pool, True),
                         drifted_test=frames("drifted_test", sizes.held_out, True),
                         original_test=frames("original_test", sizes.held_out, False),
-                        golden_dir=work / "golden", replay_dir=work / "replay")
+                        golden_dir=work / "golden", replay_dir=work / "replay",
+                        recalibration=dict(recalibration or {}))
     write_frames(frames("golden", sizes.golden, True), classes, scenario.golden_dir, overwrite=True)
     write_frames(frames("replay", sizes.replay, False), classes, scenario.replay_dir, overwrite=True)
     return scenario
@@ -80,7 +83,7 @@ def line_settings(state_dir: Path, scenario: Scenario, seed: int, device: str) -
         "queue": {"golden_fraction": 0.0, "band": scenario.band, "dedup_max_distance": scenario.dedup_max_distance},
         "recalibration": {"golden_set": str(scenario.golden_dir), "replay_data": str(scenario.replay_dir),
                           "min_golden_per_class": 1, "bootstrap_resamples": 20, "publish_events": False,
-                          "notify": "none", "seed": seed},
+                          "notify": "none", "seed": seed, **scenario.recalibration},
     }
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "config.yaml"

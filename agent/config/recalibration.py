@@ -56,6 +56,10 @@ class RecalibrationConfig(BaseModel):
     lr: float = Field(default=1e-4, gt=0, le=1, description="Learning rate of the LoRA weights")
     lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank of a first adapter (later runs keep theirs)")
     lora_alpha: int = Field(default=16, ge=1, description="LoRA alpha of a first adapter")
+    lora_vision: bool = Field(
+        default=False, description="A first adapter also adapts the vision tower (DaViT attention and MLP), not only "
+        "the text side: for a change in what the camera sees (lamp, background, how defects look); more to train"
+    )
     seed: int = Field(default=0, description="Seed for replay sampling and training")
     augment: bool = Field(
         default=False, description="Image augmentation while training: flips, crops of 80-100 % of a side, "

@@ -1,5 +1,8 @@
 """What every request of the station passes through: its shared state, login, role and CSRF checks, the session
-cookie, the shape of a bad-input answer, and the hardening middleware (security headers, request body limit)."""
+cookie, the shape of a bad-input answer, and the hardening middleware (security headers, request body limit).
+
+The checks are `async` although they never wait: FastAPI runs a plain `def` dependency on a worker thread, and each
+such hop hands the GIL back and forth, taking it from inspection a few more times per request."""
 
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ class StationContext:
     stopping: threading.Event = field(default_factory=threading.Event)  # set by the server runner on stop()
 
 
-def station(request: Request) -> StationContext:
+async def station(request: Request) -> StationContext:
     ctx: StationContext = request.app.state.station
     return ctx
 
@@ -66,7 +69,7 @@ def session_of(request: Request, ctx: StationContext) -> Session | None:
     return ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
 
 
-def require_login(request: Request, ctx: StationContext = Depends(station)) -> Session:
+async def require_login(request: Request, ctx: StationContext = Depends(station)) -> Session:
     """The caller's session, or 401 (JSON) when there is none or it expired."""
     session = session_of(request, ctx)
     if session is None:
@@ -74,13 +77,13 @@ def require_login(request: Request, ctx: StationContext = Depends(station)) -> S
     return session
 
 
-def require_technician(session: Session = Depends(require_login)) -> Session:
+async def require_technician(session: Session = Depends(require_login)) -> Session:
     if session.role != "technician":
         raise HTTPException(403, f"role {session.role!r} may not do this; a technician may")
     return session
 
 
-def check_csrf(request: Request, session: Session = Depends(require_login)) -> None:
+async def check_csrf(request: Request, session: Session = Depends(require_login)) -> None:
     """Every state-changing request must echo the session's CSRF token (from /api/me) in the X-CSRF-Token header."""
     if request.method not in SAFE_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
         raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header (get it from /api/me)")

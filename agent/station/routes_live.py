@@ -39,7 +39,7 @@ def camera_view(ctx: StationContext, name: str, info: CameraInfo | None) -> dict
     }
 
 
-def known_camera(name: str, ctx: StationContext = Depends(station)) -> str:
+async def known_camera(name: str, ctx: StationContext = Depends(station)) -> str:
     if name not in camera_names(ctx):
         raise HTTPException(404, f"unknown camera {name!r}")
     return name
@@ -64,9 +64,10 @@ def frame_jpeg(name: str = Depends(known_camera), seq: int | None = Query(defaul
 
 
 @live.get("/cameras/{name}/recent")
-def recent(name: str = Depends(known_camera), ctx: StationContext = Depends(station)) -> dict[str, Any]:
+async def recent(name: str = Depends(known_camera), ctx: StationContext = Depends(station)) -> dict[str, Any]:
     """The camera's last fail/uncertain frames, newest first, each with its thumbnail inline (a data: URI) and its
-    full-size picture at recent/{id}.jpg."""
+    full-size picture at recent/{id}.jpg. Served on the event loop (async): a worker thread would hand the GIL
+    back and forth four times per request, each time taking it from inspection."""
     items = ctx.board.recent(name, thumbnails=True)
     for item in items:
         item["image"] = f"/api/cameras/{name}/recent/{item['id']}.jpg"

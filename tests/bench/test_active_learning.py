@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bench.active_learning import check_goal, summarise
 
@@ -53,3 +56,23 @@ def test_a_band_that_needs_more_than_100_labels_misses_the_goal() -> None:
 def test_without_random_at_200_labels_the_goal_is_undecided() -> None:
     points = [p for p in grid(0.71, 0.79) if p["strategy"] != "random"]
     assert check_goal(summarise(points), BASELINE)["decided"] is False
+
+
+def test_recalibration_settings_from_the_command_line_reach_the_lines_config(tmp_path: Path) -> None:
+    from bench.active_learning import parse_args
+    from bench.active_learning_scenario import Scenario, line_settings
+
+    args = parse_args(["--recalibration", "lora_vision=true", "epochs=6", "schedule=three-stage"])
+    assert dict(args.recalibration) == {"lora_vision": True, "epochs": 6, "schedule": "three-stage"}
+    scenario = Scenario(Path("models/demo"), ("scratch", "hole", "stain"), tmp_path, [], [], [], tmp_path / "golden",
+                        tmp_path / "replay", recalibration=dict(args.recalibration))
+    cfg = line_settings(tmp_path / "state", scenario, seed=1, device="cpu").recalibration
+    assert (cfg.lora_vision, cfg.epochs, cfg.schedule, cfg.seed) == (True, 6, "three-stage", 1)
+
+
+def test_a_recalibration_setting_without_a_value_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.active_learning import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--recalibration", "lora_vision"])
+    assert "expected KEY=VALUE" in capsys.readouterr().err

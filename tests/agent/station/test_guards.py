@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,19 @@ def test_a_chunked_body_over_the_limit_is_refused(station: Station) -> None:
 
     response = station.client.post("/api/login", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
+
+
+def test_the_live_pages_requests_never_hop_to_a_worker_thread() -> None:
+    # FastAPI runs a plain `def` endpoint or dependency on a worker thread; each hop takes the GIL from inspection
+    def calls(dependant: object) -> list[object]:
+        found = [getattr(dependant, "call", None)]
+        for sub in getattr(dependant, "dependencies", []):
+            found += calls(sub)
+        return [c for c in found if c is not None]
+
+    paths = {"/api/live", "/api/cameras/{name}/recent"}
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute) and r.path in paths]
+    assert {r.path for r in routes} == paths
+    for route in routes:
+        for call in calls(route.dependant):
+            assert inspect.iscoroutinefunction(call), f"{route.path}: {getattr(call, '__name__', call)} is sync"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.station import server as server_module
 from agent.station.server import NICE, StationServer, lower_this_threads_priority
 from tests.agent.station.conftest import PASSWORDS, make_station, station_config
 
@@ -96,14 +97,18 @@ def test_a_missing_tls_file_fails_in_the_caller(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "getpriority"), reason="per-thread nice values are a Linux feature")
 def test_the_servers_threads_and_the_workers_they_start_run_at_the_lowest_cpu_priority() -> None:
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, int]] = {}
+
+    def priority() -> tuple[int, int]:
+        tid = threading.get_native_id()
+        return os.getpriority(os.PRIO_PROCESS, tid), os.sched_getscheduler(tid)
 
     def worker() -> None:
-        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["worker"] = priority()
 
     def server_thread() -> None:
         lower_this_threads_priority(NICE)
-        seen["server"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["server"] = priority()
         started = threading.Thread(target=worker)  # like the event loop's thread pool
         started.start()
         started.join()
@@ -111,5 +116,36 @@ def test_the_servers_threads_and_the_workers_they_start_run_at_the_lowest_cpu_pr
     thread = threading.Thread(target=server_thread)
     thread.start()
     thread.join()
-    assert seen == {"server": NICE, "worker": NICE}
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != NICE  # the caller (inspection) is untouched
+    # SCHED_IDLE: a thread of the line that wakes takes the core from them at once
+    assert seen == {"server": (NICE, os.SCHED_IDLE), "worker": (NICE, os.SCHED_IDLE)}
+    tid = threading.get_native_id()  # the caller (inspection) is untouched
+    assert os.getpriority(os.PRIO_PROCESS, tid) != NICE and os.sched_getscheduler(tid) != os.SCHED_IDLE
+
+
+def test_an_idle_server_wakes_about_once_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = make_station(tmp_path, station_config(port=0))
+    server = StationServer(made.app, made.app.state.station.config)
+    ticks: list[int] = []
+    original = server_module.QuietServer.on_tick
+
+    async def counted(self: server_module.QuietServer, counter: int) -> bool:
+        ticks.append(counter)
+        return await original(self, counter)
+
+    monkeypatch.setattr(server_module.QuietServer, "on_tick", counted)
+    server.start()
+    time.sleep(2.0)  # uvicorn's own loop ticks 20 times in 2 s; a busy machine can only make it fewer
+    server.stop()
+    assert 1 <= len(ticks) <= 4
+    assert all(counter % 10 == 0 for counter in ticks)  # each tick refreshes the Date header
+
+
+def test_stop_wakes_the_sleeping_server_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "TICK_S", 3600.0)  # without the wake-up, stop() would wait out this tick
+    made = make_station(tmp_path, station_config(port=0))
+    server = StationServer(made.app, made.app.state.station.config)
+    port = server.start()
+    assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    thread = server._thread
+    server.stop(timeout=30)
+    assert thread is not None and not thread.is_alive()
