@@ -18,15 +18,19 @@ Goal: the daemon's sampler reaches random's 200-label drifted mAP50 with <= 100 
 the original frames.
 
     python -m bench.active_learning --quick                      # smoke run: 3 points, ~2-4 min on 2 shared cores
-    python -m bench.active_learning                              # full grid: 3 strategies x 25/50/100/200 x 3 seeds
+    python -m bench.active_learning                              # full grid: 4 strategies x 25/50/100/200 x 3 seeds
     python -m bench.active_learning --strategies threshold-band random --budgets 50 100 --seeds 0 1 --steps 40
+    python -m bench.active_learning --steps 0 --lr 0 --recalibration lora_vision=true loc_sigma=1.5  # the line's rule
+
+Results and what they mean: docs/training.md, "Active learning under drift".
 
 Training: `--steps` 30 at batch 4 and `--lr` 1e-3 by default. With the line's own rate (1e-4) 30 steps left the
 candidate's golden mAP50 unchanged to three decimals; 100 steps at 1e-3 lost 0.02-0.04 mAP50 on both held-out sets.
 Timings on this project's 2 shared cores swing with the other work on them: one default point (100 labels) took
 26-38 s at load 3-6 (400 held-out frames 12 s, training 7-20 s) and 4-9 minutes at load 12; scoring 1000 pool
-frames takes 1-12 minutes. The 36-point default grid is therefore about 25 minutes on quiet cores and hours on busy
-ones: narrow it with `--seeds`, `--strategies`, `--budgets` or `--held-out` when the cores are shared.
+frames takes 1-12 minutes. On quiet cores (session 8) the line's rule (`--steps 0 --lr 0`) took 15-40 s a point and
+the pool 17 s: 36 points in 12.3 minutes; on busy cores it is hours: narrow it with `--seeds`, `--strategies`,
+`--budgets` or `--held-out` when the cores are shared.
 
 Writes bench/results/active_learning.json (`--out`; re-written after every point, so a stopped run keeps its
 points) and the plot next to it (`.png`: mAP50 vs labels per strategy, mean and min-max spread over seeds).

@@ -93,7 +93,7 @@ def train_config(cfg: RecalibrationConfig, options: RunOptions) -> TrainConfig:
             "max_seconds": minutes * 60, "max_memory_mb": cfg.max_memory_mb, "eval_map": False,
             "lora": LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, vision=cfg.lora_vision),
             "augment": AugmentSettings() if cfg.augment else None, "hard_fraction": cfg.hard_examples,
-            "schedule": cfg.schedule}
+            "schedule": cfg.schedule, "loc_sigma": cfg.loc_sigma}
     return TrainConfig(**{**base, **options.train_overrides})
 
 

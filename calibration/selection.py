@@ -12,6 +12,9 @@ at most `budget` distinct pool positions, deterministically for a seed:
 - `diverse-band`: uncertainty plus diversity. The `threshold-band` order gives a shortlist `SHORTLIST_FACTOR` times
   the budget; k-center greedy on cheap image features then picks frames far apart, starting from the most unsure
   one, so a budget is not spent on many frames of the same look.
+- `band-mass`: the band frames with the most doubt in total first: the sum over a frame's boxes of how far inside
+  the band each lies (`band - margin`), so a frame with several unsure boxes (several labels for one review) comes
+  before a frame with one; then as `threshold-band`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ import numpy.typing as npt
 from agent.detections import Detections
 from agent.learn.dedup import RecentEntries, RecentEntry, dhash
 from agent.learn.samplers import Candidate, ThresholdBandSampler
-from agent.learn.uncertainty import detections_margin
+from agent.learn.uncertainty import DEFAULT_THRESHOLD, detections_margin
 
-STRATEGIES: tuple[str, ...] = ("threshold-band", "random", "diverse-band")
+STRATEGIES: tuple[str, ...] = ("threshold-band", "random", "diverse-band", "band-mass")
 SHORTLIST_FACTOR = 3
 _CAMERA = "pool"  # one camera: the dedup check compares every pool frame with every earlier pick
 _THUMBNAIL = 8
@@ -78,16 +81,31 @@ def select_diverse_band(pool: Sequence[PoolFrame], budget: int, seed: int, setti
     return [shortlist[i] for i in k_center_greedy(features, budget)]
 
 
-def review_order(pool: Sequence[PoolFrame], seed: int, settings: SelectionSettings, limit: int) -> list[int]:
-    """Up to `limit` positions: band frames most unsure first, then the rest most unsure first; near-duplicates of
-    an earlier pick skipped as the queue would. Ties are broken by a seeded shuffle, so seeds differ only there."""
+def select_band_mass(pool: Sequence[PoolFrame], budget: int, seed: int, settings: SelectionSettings) -> list[int]:
+    return review_order(pool, seed, settings, limit=budget, by_mass=True)
+
+
+def band_mass(detections: Detections, thresholds: Mapping[str, float], band: float) -> float:
+    """How much doubt a frame holds: the sum over its boxes inside the band of `band - |score - threshold|`."""
+    if not len(detections):
+        return 0.0
+    margins = np.abs(detections.score - detections.box_thresholds(thresholds, DEFAULT_THRESHOLD))
+    return float(np.clip(band - margins, 0.0, None).sum())
+
+
+def review_order(pool: Sequence[PoolFrame], seed: int, settings: SelectionSettings, limit: int,
+                 by_mass: bool = False) -> list[int]:
+    """Up to `limit` positions: band frames most unsure first (`by_mass`: most doubt in total first), then the rest
+    most unsure first; near-duplicates of an earlier pick skipped as the queue would. Ties are broken by a seeded
+    shuffle, so seeds differ only there."""
     sampler = ThresholdBandSampler(settings.band)
     tie_break = np.random.default_rng(seed).permutation(len(pool))
 
-    def rank(i: int) -> tuple[bool, float, int]:
+    def rank(i: int) -> tuple[bool, float, float, int]:
         frame = pool[i]
         in_band = sampler.reason(Candidate(frame.detections, settings.thresholds)) is not None
-        return not in_band, detections_margin(frame.detections, settings.thresholds), int(tie_break[i])
+        mass = band_mass(frame.detections, settings.thresholds, settings.band) if by_mass else 0.0
+        return not in_band, -mass, detections_margin(frame.detections, settings.thresholds), int(tie_break[i])
 
     picked: list[int] = []
     recent = RecentEntries()
@@ -123,4 +141,5 @@ def k_center_greedy(features: npt.NDArray[np.float32], count: int) -> list[int]:
 
 _SELECTORS: dict[str, Callable[[Sequence[PoolFrame], int, int, SelectionSettings], list[int]]] = {
     "threshold-band": select_band, "random": select_random, "diverse-band": select_diverse_band,
+    "band-mass": select_band_mass,
 }

@@ -60,6 +60,10 @@ class RecalibrationConfig(BaseModel):
         default=False, description="A first adapter also adapts the vision tower (DaViT attention and MLP), not only "
         "the text side: for a change in what the camera sees (lamp, background, how defects look); more to train"
     )
+    loc_sigma: float = Field(
+        default=0.0, ge=0, le=50, description="Gaussian soft targets over neighbouring <loc> bins (a near miss costs "
+        "less than a far one), in bins; 0: one-hot targets. The demo model was trained with 1.5 at the end"
+    )
     seed: int = Field(default=0, description="Seed for replay sampling and training")
     augment: bool = Field(
         default=False, description="Image augmentation while training: flips, crops of 80-100 % of a side, "

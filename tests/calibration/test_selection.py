@@ -59,6 +59,14 @@ def test_the_band_picks_the_frames_closest_to_their_threshold_first() -> None:
     assert select_frames("threshold-band", pool, 3, seed=0, settings=SETTINGS) == [4, 1, 3]
 
 
+def test_band_mass_puts_a_frame_with_several_unsure_boxes_before_one_closer_to_its_threshold() -> None:
+    # frame 0: one box at margin .01 (mass .14); frame 1: three boxes at margin .05 (mass 3 x .10); frame 2: outside
+    pool = [PoolFrame(noise_frame(0), boxes(0.51)), PoolFrame(noise_frame(1), boxes(0.55, 0.45, 0.55)),
+            PoolFrame(noise_frame(2), boxes(0.95))]
+    assert select_frames("band-mass", pool, 3, seed=0, settings=SETTINGS) == [1, 0, 2]
+    assert select_frames("threshold-band", pool, 3, seed=0, settings=SETTINGS) == [0, 1, 2]
+
+
 def test_the_band_comes_before_frames_outside_it_and_then_the_most_unsure_of_the_rest() -> None:
     pool = pool_of([0.95, 0.2, 0.55, 0.9])  # only 0.55 is in the band; then margins .3 (0.2), .4 (0.9), .45 (0.95)
     assert select_frames("threshold-band", pool, 4, seed=0, settings=SETTINGS) == [2, 1, 3, 0]
