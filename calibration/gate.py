@@ -4,9 +4,13 @@ Rules, checked in this order; the first that fails decides (`rule`), and every f
 
 1. `class_margin`: no class loses more than `ap_margin` AP@[.5:.95];
 2. `mean_ap`: mean AP@[.5:.95] does not drop;
-3. `no_improvement`: golden mAP50 goes up at all (an adapter that changes nothing is never promoted);
-4. `noise`: the lower bound of the bootstrap interval of the mAP50 change is above 0 (`calibration.bootstrap`);
-5. `min_delta`: the mAP50 change is at least `min_map50_delta`.
+3. `verdicts`: the candidate, with its own fitted thresholds, does not turn more golden verdicts the current model
+   had right into the opposite (a defect passed, a good part failed) than the other way round
+   (`calibration.verdicts`; a change to or from `uncertain` does not count: that frame goes to a person either way):
+   a better mAP with thresholds that let real defects pass would still cost the line;
+4. `no_improvement`: golden mAP50 goes up at all (an adapter that changes nothing is never promoted);
+5. `noise`: the lower bound of the bootstrap interval of the mAP50 change is above 0 (`calibration.bootstrap`);
+6. `min_delta`: the mAP50 change is at least `min_map50_delta`.
 
 A candidate that passes them all is promoted by rule `improvement`.
 """
@@ -60,12 +64,14 @@ def compare(current: dict[str, Any], candidate: dict[str, Any], margin: float) -
 
 
 def judge(ground_truth: Sequence[Detections], class_names: Sequence[str], current: Judged, candidate: Judged,
-          rules: GateRules) -> dict[str, Any]:
-    """Every rule on the two models' golden results; the gate dict the report carries."""
+          rules: GateRules, verdicts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every rule on the two models' golden results (and their verdict changes, `verdict_changes`, when given); the
+    gate dict the report carries."""
     gate = compare(current.scores, candidate.scores, rules.ap_margin)
     interval = map50_delta_interval(ground_truth, current.predictions, candidate.predictions, class_names,
                                     rules.resamples, rules.seed)
-    failed = _regression_rules(gate["failures"]) + _improvement_rules(interval, rules.min_map50_delta)
+    failed = (_regression_rules(gate["failures"]) + _verdict_rule(verdicts)
+              + _improvement_rules(interval, rules.min_map50_delta))
     passed = not failed
     reasons = [text for _, text in failed] or [_promotion_reason(interval, rules)]
     gate.update(passed=passed, rule=failed[0][0] if failed else "improvement", reasons=reasons,
@@ -77,6 +83,19 @@ def judge(ground_truth: Sequence[Detections], class_names: Sequence[str], curren
 
 def _regression_rules(failures: list[str]) -> list[tuple[str, str]]:
     return [("mean_ap" if text.startswith("mean AP") else "class_margin", text) for text in failures]
+
+
+def _verdict_rule(verdicts: dict[str, Any] | None) -> list[tuple[str, str]]:
+    rows = verdicts["frames_changed"] if verdicts else []
+    flipped = [r for r in rows if "uncertain" not in (r["current"], r["candidate"])]
+    broken = sum(r["change"] == "broken" for r in flipped)
+    fixed = sum(r["change"] == "fixed" for r in flipped)
+    if broken <= fixed:
+        return []
+    assert verdicts is not None
+    return [("verdicts", f"{broken} of {verdicts['frames']} golden frames would get the opposite of the right verdict "
+                         f"(the current model's), and only {fixed} the right one instead of the opposite: the line "
+                         "would pass defects or fail good parts it handles now")]
 
 
 def _improvement_rules(interval: Interval, min_delta: float) -> list[tuple[str, str]]:

@@ -340,7 +340,7 @@ class Recalibration:
             truth = self._truth(golden)
             current, candidate = (Judged(scores_of(results[name].report), results[name].predictions)
                                   for name in ("current", "candidate"))
-            gate = judge(truth, self.class_names, current, candidate, rules)
+            gate = judge(truth, self.class_names, current, candidate, rules, self.report.verdicts)
             record.update(passed=gate["passed"], rule=gate["rule"], failures=gate["failures"])
         self.report.gate = gate
         if not gate["passed"]:

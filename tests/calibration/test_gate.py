@@ -1,5 +1,6 @@
-"""The promotion gate: no class may lose more than the margin, the mean AP may not drop, and golden mAP50 must rise
-by more than its noise and at least the configured minimum; the rule that decided is named."""
+"""The promotion gate: no class may lose more than the margin, the mean AP may not drop, the line's verdicts on the
+golden frames may not get worse, and golden mAP50 must rise by more than its noise and at least the configured
+minimum; the rule that decided is named."""
 
 from __future__ import annotations
 
@@ -77,3 +78,47 @@ def test_a_class_regression_decides_before_the_improvement_rules() -> None:
     truth = golden()
     gate = judge(truth, CLASSES, finding(truth, 10), finding(truth, 3), RULES)
     assert gate["rule"] == "class_margin" and "class 'hole' loses" in gate["reasons"][0]
+
+
+def changes(*rows: tuple[str, str, str, str]) -> dict[str, object]:
+    """verdict_changes' shape over ten golden frames: a (truth, current, candidate, change) per changed frame."""
+    frames = [{"entry_id": i, "image": f"{i}.png", "truth": t, "current": a, "candidate": b, "change": c}
+              for i, (t, a, b, c) in enumerate(rows)]
+    return {"frames": 10, "changed": len(frames), "fixed": sum(r["change"] == "fixed" for r in frames),
+            "broken": sum(r["change"] == "broken" for r in frames), "frames_changed": frames}
+
+
+PASSED_DEFECT = ("fail", "fail", "pass", "broken")
+FAILED_GOOD_PART = ("pass", "pass", "fail", "broken")
+CAUGHT_DEFECT = ("fail", "pass", "fail", "fixed")
+NOW_UNSURE = ("fail", "fail", "uncertain", "broken")
+
+
+def test_a_better_map_that_passes_more_defects_than_it_catches_is_rejected() -> None:
+    # the demo run this rule comes from: golden mAP50 +0.012 while 4 failing golden frames would have passed
+    truth = golden()
+    verdicts = changes(PASSED_DEFECT, PASSED_DEFECT, FAILED_GOOD_PART, CAUGHT_DEFECT)
+    gate = judge(truth, CLASSES, finding(truth, 3), finding(truth, 10), RULES, verdicts)
+    assert not gate["passed"] and gate["rule"] == "verdicts"
+    assert gate["reasons"] == ["3 of 10 golden frames would get the opposite of the right verdict (the current "
+                               "model's), and only 1 the right one instead of the opposite: the line would pass "
+                               "defects or fail good parts it handles now"]
+
+
+def test_a_frame_that_becomes_uncertain_goes_to_a_person_and_does_not_count() -> None:
+    truth = golden()
+    verdicts = changes(NOW_UNSURE, NOW_UNSURE, NOW_UNSURE, CAUGHT_DEFECT)
+    gate = judge(truth, CLASSES, finding(truth, 3), finding(truth, 10), RULES, verdicts)
+    assert gate["passed"] and gate["rule"] == "improvement"
+
+
+def test_as_many_verdicts_fixed_as_broken_leaves_the_decision_to_the_map_rules() -> None:
+    truth = golden()
+    verdicts = changes(PASSED_DEFECT, CAUGHT_DEFECT)
+    assert judge(truth, CLASSES, finding(truth, 3), finding(truth, 10), RULES, verdicts)["rule"] == "improvement"
+
+
+def test_a_class_regression_decides_before_the_verdicts() -> None:
+    truth = golden()
+    gate = judge(truth, CLASSES, finding(truth, 10), finding(truth, 3), RULES, changes(PASSED_DEFECT))
+    assert gate["rule"] == "class_margin" and any(r.startswith("1 of 10 golden frames") for r in gate["reasons"])
