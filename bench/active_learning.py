@@ -82,6 +82,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/active_learning.json)")
     args = parser.parse_args(argv)
+    args.recalibration = dict(args.recalibration)
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
@@ -113,7 +114,7 @@ class Grid:
             "settings": {"strategies": args.strategies, "budgets": args.budgets, "seeds": args.seeds,
                          "steps": args.steps or "recalibration.epochs",
                          "lr": args.lr or "recalibration.lr", "batch_size": 4,
-                         "recalibration": dict(args.recalibration), "device": args.device},
+                         "recalibration": args.recalibration, "device": args.device},
             "machine": platform.machine(), "node": platform.node(), "goal": GOAL,
             "plot": args.out.with_suffix(".png").name, "points": []}
 
@@ -233,8 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="active-learning-") as scratch:
         work = args.work or Path(scratch)
         sizes = Sizes(args.pool, args.held_out, args.golden, args.replay)
-        scenario = build_scenario(args.model, classes, image_size(args.model), sizes, work,
-                                  dict(args.recalibration))
+        scenario = build_scenario(args.model, classes, image_size(args.model), sizes, work, args.recalibration)
         started = time.perf_counter()
         score_pool(scenario, args.device, args.batch)
         args.pool_scoring_seconds = round(time.perf_counter() - started, 1)

@@ -86,13 +86,13 @@ def _regression_rules(failures: list[str]) -> list[tuple[str, str]]:
 
 
 def _verdict_rule(verdicts: dict[str, Any] | None) -> list[tuple[str, str]]:
-    rows = verdicts["frames_changed"] if verdicts else []
-    flipped = [r for r in rows if "uncertain" not in (r["current"], r["candidate"])]
+    if not verdicts:
+        return []
+    flipped = [r for r in verdicts["frames_changed"] if "uncertain" not in (r["current"], r["candidate"])]
     broken = sum(r["change"] == "broken" for r in flipped)
     fixed = sum(r["change"] == "fixed" for r in flipped)
     if broken <= fixed:
         return []
-    assert verdicts is not None
     return [("verdicts", f"{broken} of {verdicts['frames']} golden frames would get the opposite of the right verdict "
                          f"(the current model's), and only {fixed} the right one instead of the opposite: the line "
                          "would pass defects or fail good parts it handles now")]

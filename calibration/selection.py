@@ -29,7 +29,7 @@ import numpy.typing as npt
 from agent.detections import Detections
 from agent.learn.dedup import RecentEntries, RecentEntry, dhash
 from agent.learn.samplers import Candidate, ThresholdBandSampler
-from agent.learn.uncertainty import DEFAULT_THRESHOLD, detections_margin
+from agent.learn.uncertainty import detections_box_margins, detections_margin
 
 STRATEGIES: tuple[str, ...] = ("threshold-band", "random", "diverse-band", "band-mass")
 SHORTLIST_FACTOR = 3
@@ -87,10 +87,7 @@ def select_band_mass(pool: Sequence[PoolFrame], budget: int, seed: int, settings
 
 def band_mass(detections: Detections, thresholds: Mapping[str, float], band: float) -> float:
     """How much doubt a frame holds: the sum over its boxes inside the band of `band - |score - threshold|`."""
-    if not len(detections):
-        return 0.0
-    margins = np.abs(detections.score - detections.box_thresholds(thresholds, DEFAULT_THRESHOLD))
-    return float(np.clip(band - margins, 0.0, None).sum())
+    return float(np.clip(band - detections_box_margins(detections, thresholds), 0.0, None).sum())
 
 
 def review_order(pool: Sequence[PoolFrame], seed: int, settings: SelectionSettings, limit: int,

@@ -20,9 +20,12 @@ DEFAULT_THRESHOLD = 0.5  # a class missing from an entry's thresholds (never sto
 
 def box_margins(entry: QueueEntry) -> list[float]:
     """|score - class threshold| of each predicted box, in the stored order."""
-    dets = entry.detections
-    limits = dets.box_thresholds(entry.thresholds, DEFAULT_THRESHOLD)
-    return [float(v) for v in np.abs(dets.score - limits)]
+    return [float(v) for v in detections_box_margins(entry.detections, entry.thresholds)]
+
+
+def detections_box_margins(detections: Detections, thresholds: Mapping[str, float]) -> np.ndarray:
+    """`box_margins` of predictions not (yet) queued."""
+    return np.abs(detections.score - detections.box_thresholds(thresholds, DEFAULT_THRESHOLD))
 
 
 def margin(entry: QueueEntry) -> float:
@@ -33,8 +36,7 @@ def margin(entry: QueueEntry) -> float:
 def detections_margin(detections: Detections, thresholds: Mapping[str, float]) -> float:
     """`margin` of predictions not (yet) queued: what a frame's review rank would be if it were."""
     if len(detections):
-        limits = detections.box_thresholds(thresholds, DEFAULT_THRESHOLD)
-        return float(np.min(np.abs(detections.score - limits)))
+        return float(np.min(detections_box_margins(detections, thresholds)))
     limits_of_classes = [thresholds.get(name, DEFAULT_THRESHOLD) for name in detections.class_names]
     return float(min(limits_of_classes, default=DEFAULT_THRESHOLD))
 
