@@ -113,7 +113,8 @@ class Grid:
                          "golden": args.golden, "replay": args.replay, "model": str(args.model)},
             "settings": {"strategies": args.strategies, "budgets": args.budgets, "seeds": args.seeds,
                          "steps": args.steps or "recalibration.epochs",
-                         "lr": args.lr or "recalibration.lr", "batch_size": 4,
+                         "lr": args.lr or "recalibration.lr",
+                         "batch_size": args.recalibration.get("batch_size", "recalibration.batch_size"),
                          "recalibration": args.recalibration, "device": args.device},
             "machine": platform.machine(), "node": platform.node(), "goal": GOAL,
             "plot": args.out.with_suffix(".png").name, "points": []}

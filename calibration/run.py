@@ -91,7 +91,8 @@ def train_config(cfg: RecalibrationConfig, options: RunOptions) -> TrainConfig:
     minutes = options.max_minutes or cfg.max_minutes
     base = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
             "max_seconds": minutes * 60, "max_memory_mb": cfg.max_memory_mb, "eval_map": False,
-            "lora": LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, vision=cfg.lora_vision),
+            "lora": LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, vision=cfg.lora_vision,
+                                 whole=tuple(cfg.lora_whole)),
             "augment": AugmentSettings() if cfg.augment else None, "hard_fraction": cfg.hard_examples,
             "schedule": cfg.schedule, "loc_sigma": cfg.loc_sigma}
     return TrainConfig(**{**base, **options.train_overrides})

@@ -25,6 +25,11 @@ from agent.store.files import StoreError, check_adapter_dir
 TEXT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 VISION_TARGETS: tuple[str, ...] = ("qkv", "proj")
 VISION_PREFIX = "vision_tower"
+# Parts of Florence-2 an adapter may carry whole (PEFT's modules_to_save: every weight trained, a full copy stored in
+# the adapter). The text side is not one of them: PEFT needs at least one LoRA layer, and those live there.
+WHOLE_PARTS: tuple[str, ...] = (VISION_PREFIX, "multi_modal_projector")
+WHOLE_MARK = "modules_to_save"  # in the names of the trained copies of whole parts
+TRAINED_MARKS = ("lora_", WHOLE_MARK)  # in the names of an adapter's own parameters
 
 
 class LoraError(ValueError):
@@ -40,6 +45,7 @@ class LoraSettings:
     dropout: float = 0.05
     vision: bool = False  # also adapt the DaViT tower (qkv/proj, and its fc1/fc2)
     lm_head: bool = False
+    whole: tuple[str, ...] = ()  # parts (WHOLE_PARTS) trained in full and stored whole inside the adapter
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -48,11 +54,14 @@ class LoraSettings:
             raise LoraError(f"LoRA alpha={self.alpha}: must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise LoraError(f"LoRA dropout={self.dropout}: must lie in [0, 1)")
+        unknown = [part for part in self.whole if part not in WHOLE_PARTS]
+        if unknown:
+            raise LoraError(f"whole parts {unknown}: an adapter can carry only {list(WHOLE_PARTS)} whole")
 
     def target_modules(self) -> str:
         """A regex PEFT full-matches against module names (e.g. `model.language_model.encoder.layers.0.fc1`)."""
         parts = [rf".*\.language_model\..*\.({'|'.join(TEXT_TARGETS)})"]
-        if self.vision:
+        if self.vision and VISION_PREFIX not in self.whole:  # a whole tower needs no LoRA inside it
             parts.append(rf".*\.{VISION_PREFIX}\..*\.({'|'.join((*VISION_TARGETS, 'fc1', 'fc2'))})")
         if self.lm_head:
             parts.append("lm_head")
@@ -65,7 +74,8 @@ def lora_config(settings: LoraSettings, targets: str | None = None) -> Any:
 
     # no task_type: Florence-2 is not one of PEFT's task classes; the plain PeftModel forwards every argument
     return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=targets or settings.target_modules(), bias="none")
+                      target_modules=targets or settings.target_modules(), bias="none",
+                      modules_to_save=list(settings.whole) or None)
 
 
 def add_lora(model: nn.Module, settings: LoraSettings, targets: str | None = None) -> Any:
@@ -116,9 +126,10 @@ def check_safe_adapter(adapter: Path) -> None:
 
 
 def lora_parameters(model: nn.Module, vision: bool | None = None) -> Iterator[tuple[str, nn.Parameter]]:
-    """LoRA parameters by name; `vision` True/False keeps only those inside/outside the vision tower."""
+    """The adapter's own parameters by name (LoRA weights and the trained copies of whole parts); `vision`
+    True/False keeps only those inside/outside the vision tower."""
     for name, param in model.named_parameters():
-        if "lora_" not in name:
+        if not any(mark in name for mark in TRAINED_MARKS):
             continue
         if vision is None or (VISION_PREFIX in name) == vision:
             yield name, param

@@ -60,6 +60,12 @@ class RecalibrationConfig(BaseModel):
         default=False, description="A first adapter also adapts the vision tower (DaViT attention and MLP), not only "
         "the text side: for a change in what the camera sees (lamp, background, how defects look); more to train"
     )
+    lora_whole: list[Literal["vision_tower", "multi_modal_projector"]] = Field(
+        default_factory=list, description="Parts a first adapter trains in full and carries whole (PEFT "
+        "modules_to_save) instead of through LoRA: vision_tower, multi_modal_projector. For a small model whose image "
+        "features must follow a change on the line (docs/training.md, 'Active learning under drift'); every stored "
+        "adapter then holds a copy of them (the demo model's: 2.6 MB)"
+    )
     loc_sigma: float = Field(
         default=0.0, ge=0, le=50, description="Gaussian soft targets over neighbouring <loc> bins (a near miss costs "
         "less than a far one), in bins; 0: one-hot targets. The demo model was trained with 1.5 at the end"

@@ -47,6 +47,10 @@ def finetune_command(
     dropout: float = typer.Option(0.05, "--lora-dropout", min=0.0, max=0.99, help="LoRA dropout"),
     vision: bool = typer.Option(False, "--vision/--no-vision",
                                 help="also adapt the vision tower (Florence-2: DaViT; PaliGemma 2: SigLIP)"),
+    whole: list[str] = typer.Option(
+        [], "--whole", help="Florence-2: a part trained in full and carried whole inside the adapter instead of "
+        "through LoRA (repeatable): vision_tower, multi_modal_projector. For a small model whose image features must "
+        "change (docs/training.md); the adapter then holds a copy of the part"),
     unfreeze_vision: int | None = typer.Option(
         None, "--unfreeze-vision-epoch", min=0, help="staged: vision LoRA trains from this epoch (0-based) on"),
     shuffle_boxes: bool = typer.Option(False, "--shuffle-boxes", help="suffix order augmentation"),
@@ -111,7 +115,8 @@ def finetune_command(
     try:
         config = TrainConfig(
             epochs=epochs, max_steps=max_steps, batch_size=batch, lr=lr, warmup_steps=warmup, seed=seed,
-            lora=LoraSettings(r=r, alpha=alpha, dropout=dropout, vision=vision), gradient_checkpointing=checkpointing,
+            lora=LoraSettings(r=r, alpha=alpha, dropout=dropout, vision=vision, whole=tuple(whole)),
+            gradient_checkpointing=checkpointing,
             amp=amp, unfreeze_vision_epoch=unfreeze_vision, shuffle_boxes=shuffle_boxes,
             tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), checkpoint_every=checkpoint_every,
             task_mix=parse_task_mix(task_mix) if task_mix is not None else None,

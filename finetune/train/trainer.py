@@ -15,7 +15,14 @@ from agent.detector.base import DetectorError
 from agent.detector.florence2 import pick_device as detector_device
 from agent.detector.loc import LOC_BINS
 from finetune.data.dataset import Sample
-from finetune.lora import add_lora, enable_checkpointing, load_lora, lora_parameters, set_vision_trainable
+from finetune.lora import (
+    WHOLE_MARK,
+    add_lora,
+    enable_checkpointing,
+    load_lora,
+    lora_parameters,
+    set_vision_trainable,
+)
 from finetune.losses import sample_losses, sequence_loss, soft_loc_targets
 from finetune.train.batches import Batcher
 from finetune.train.checkpoints import restore_rng, rng_state
@@ -118,11 +125,16 @@ class LoraTrainer:
         return soft_loc_targets(self.config.loc_sigma, len(self.loc_ids)).to(self.device)
 
     def _optimizer(self) -> torch.optim.Optimizer:
+        """AdamW over the adapter: vision-tower LoRA at `lr * vision_lr_scale`, everything else (text LoRA and the
+        parts carried whole, which train like the recipe that built them: one rate) at `lr`."""
         text = [p for _, p in lora_parameters(self.model, vision=False) if p.requires_grad]
-        vision = [p for _, p in lora_parameters(self.model, vision=True)]
-        if not text and not vision:
+        vision: list[torch.nn.Parameter] = []
+        whole_vision: list[torch.nn.Parameter] = []
+        for name, param in lora_parameters(self.model, vision=True):
+            (whole_vision if WHOLE_MARK in name else vision).append(param)
+        if not text and not vision and not whole_vision:
             raise TrainError("the adapter has no trainable LoRA weights")
-        groups = [{"params": text, "lr": self.config.lr}]
+        groups = [{"params": text + whole_vision, "lr": self.config.lr}]
         if vision:
             groups.append({"params": vision, "lr": self.config.lr * self.config.vision_lr_scale})
         return torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)

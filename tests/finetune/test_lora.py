@@ -83,3 +83,32 @@ def test_an_adapter_for_another_base_model_is_refused(tiny_model_dir: Path, tmp_
     adapter = save_adapter(add_lora(fresh(other), LoraSettings(r=2)), tmp_path / "adapter")
     with pytest.raises(LoraError, match="does not fit this base model"):
         load_lora(fresh(tiny_model_dir), adapter)
+
+
+def test_whole_parts_train_every_weight_of_the_part_and_keep_lora_out_of_it(tiny_model_dir: Path) -> None:
+    model = add_lora(fresh(tiny_model_dir), LoraSettings(vision=True, whole=("vision_tower", "multi_modal_projector")))
+    assert not any("vision_tower" in name for name in adapted_modules(model))  # the copy trains, no LoRA inside
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    base = fresh(tiny_model_dir)
+    for part in ("vision_tower", "multi_modal_projector"):
+        weights = {n for n, _ in getattr(base.model, part).named_parameters()}
+        carried = {n.split(".modules_to_save.default.", 1)[1] for n in trainable if f"{part}.modules_to_save" in n}
+        assert carried == weights
+    assert any("language_model" in name and "lora_" in name for name in trainable)
+
+
+def test_a_whole_part_survives_save_load_and_merge(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = add_lora(fresh(tiny_model_dir), LoraSettings(r=4, whole=("vision_tower",)))
+    copy = model.base_model.model.model.vision_tower.modules_to_save["default"]
+    with torch.no_grad():
+        copy.convs[0].conv.weight.add_(0.5)
+    trained = copy.convs[0].conv.weight.detach().clone()
+    saved = save_adapter(model, tmp_path / "adapter")
+    merged = load_lora(fresh(tiny_model_dir), saved, trainable=False).merge_and_unload()  # what the detector serves
+    assert torch.equal(merged.model.vision_tower.convs[0].conv.weight, trained)
+    assert not torch.equal(fresh(tiny_model_dir).model.vision_tower.convs[0].conv.weight, trained)
+
+
+def test_an_unknown_whole_part_is_refused_by_name() -> None:
+    with pytest.raises(LoraError, match="language_model"):
+        LoraSettings(whole=("language_model",))

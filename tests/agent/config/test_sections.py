@@ -32,6 +32,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("model: {size_rules: {scratch: {min_length_mm: 0}}}\n", "model.size_rules.scratch.min_length_mm"),
         ("model: {size_rules: {scratch: {min_lenght_mm: 2}}}\n", "model.size_rules.scratch.min_lenght_mm"),
         ("model: {quantize: int8-weight}\n", "model: quantize 'int8-weight' needs backend 'torch-fast'"),
+        ("recalibration: {lora_whole: [language_model]}\n", "recalibration.lora_whole.0"),
     ],
 )
 def test_invalid_files_are_refused_with_a_reason(tmp_path: Path, text: str, reason: str) -> None:

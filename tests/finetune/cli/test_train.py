@@ -39,3 +39,15 @@ def test_a_bad_task_mix_is_refused_naming_it_before_anything_loads(tmp_path: Pat
     assert result.exit_code == 2
     assert "task mix ['od', 'caption']: each of ['od', 'dense', 'grounding'] at most once" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_part_that_cannot_be_carried_whole_is_refused_naming_it_before_anything_loads(tmp_path: Path) -> None:
+    from agent.cli import app
+
+    result = CliRunner().invoke(app, ["finetune", "--model", str(tmp_path / "none"), "--data", str(tmp_path),
+                                      "--out", str(tmp_path / "out"), "--whole", "vision_tower",
+                                      "--whole", "language_model"])
+    assert result.exit_code == 2
+    assert "whole parts ['language_model']: an adapter can carry only ['vision_tower', 'multi_modal_projector']" \
+        in result.output
+    assert not (tmp_path / "out").exists()

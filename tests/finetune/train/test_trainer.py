@@ -87,3 +87,20 @@ def test_hard_example_mining_weights_each_samples_loss_and_gradient(tiny_model_d
     expected = (weights[0] * grads[0] + weights[1] * grads[1]) / 2
     assert param.grad is not None and torch.allclose(param.grad, expected, rtol=1e-3, atol=1e-7)
     assert float(trainer.loss(batch)) == pytest.approx(float(trainer.loss(batch, mining=False)))
+
+
+def test_a_part_carried_whole_trains_at_the_full_rate_and_vision_lora_at_the_scaled_one(tiny_model_dir: Path) -> None:
+    config = TrainConfig(device="cpu", gradient_checkpointing=False, lr=1e-3, vision_lr_scale=0.1,
+                         lora=LoraSettings(r=4, alpha=8, vision=True, whole=("multi_modal_projector",)))
+    trainer = LoraTrainer(tiny_model_dir, config)
+    rate = {id(p): float(group["lr"]) for group in trainer.optimizer.param_groups for p in group["params"]}
+    named = dict(trainer.model.named_parameters())
+    projector = [p for n, p in named.items() if "multi_modal_projector.modules_to_save" in n]
+    vision_lora = [p for n, p in named.items() if "vision_tower" in n and "lora_" in n]
+    assert projector and vision_lora
+    assert {rate[id(p)] for p in projector} == {1e-3} and {rate[id(p)] for p in vision_lora} == {1e-4}
+    whole_tower = LoraTrainer(tiny_model_dir, TrainConfig(device="cpu", gradient_checkpointing=False, lr=1e-3,
+                                                          lora=LoraSettings(r=4, alpha=8, whole=("vision_tower",))))
+    tower = {float(g["lr"]) for g in whole_tower.optimizer.param_groups for p in g["params"]
+             if any(p is q for n, q in whole_tower.model.named_parameters() if "vision_tower.modules_to_save" in n)}
+    assert tower == {1e-3}
