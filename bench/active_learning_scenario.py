@@ -56,12 +56,18 @@ class Scenario:
     recalibration: dict[str, Any] = field(default_factory=dict)  # the line's recalibration settings the bench changes
 
 
+def scenario_frames(name: str, count: int, drifted: bool, size: int, classes: tuple[str, ...]
+                    ) -> list[SyntheticFrame]:
+    """The first `count` frames of the scenario's stream `name` (a key of SEEDS), drifted or original."""
+    drift = DRIFT if drifted else {}
+    return SyntheticGenerator(seed=SEEDS[name], size=size, classes=classes, **drift).frames(count)
+
+
 def build_scenario(model: Path, classes: tuple[str, ...], size: int, sizes: Sizes, work: Path,
                    recalibration: dict[str, Any] | None = None) -> Scenario:
     """Generate the frames and write the external golden set (drifted) and the replay data (original) as JSONL."""
     def frames(name: str, count: int, drifted: bool) -> list[SyntheticFrame]:
-        drift = DRIFT if drifted else {}
-        return SyntheticGenerator(seed=SEEDS[name], size=size, classes=classes, **drift).frames(count)
+        return scenario_frames(name, count, drifted, size, classes)
 
     scenario = Scenario(model, classes, work, pool=frames("pool", sizes.pool, True),
                         drifted_test=frames("drifted_test", sizes.held_out, True),

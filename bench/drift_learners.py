@@ -59,10 +59,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def frames(name: str, count: int, drifted: bool, size: int) -> list[Any]:
     """The active-learning scenario's frames (same generator seeds and drift)."""
-    from agent.capture.synthetic import SyntheticGenerator
-    from bench.active_learning_scenario import DRIFT, SEEDS
+    from bench.active_learning_scenario import scenario_frames
 
-    return SyntheticGenerator(seed=SEEDS[name], size=size, classes=CLASSES, **(DRIFT if drifted else {})).frames(count)
+    return scenario_frames(name, count, drifted, size, CLASSES)
 
 
 def restrict_training(trainer: Any, params: list[Any], lr: float) -> None:
@@ -90,7 +89,6 @@ def prepare(trainer: Any, args: argparse.Namespace) -> bool:
         trainer.model = add_lora(base, LoraSettings(r=args.r, alpha=2 * args.r, vision=args.vision))
     else:  # whole: the adapter recalibration.lora_whole makes
         trainer.model = add_lora(base, LoraSettings(r=args.r, alpha=2 * args.r, whole=tuple(args.parts)))
-    trainer.model.model = base.model  # the loop reads .model.vision_tower
     restrict_training(trainer, [p for p in trainer.model.parameters() if p.requires_grad], args.lr)
     return True
 
