@@ -96,7 +96,6 @@ class MqttPublisher:
         self._stop = threading.Event()
         self._heartbeat = time.monotonic()
         self._drain_thread: threading.Thread | None = None
-        self._alarm_reported = (False, 0)  # (alarm active, refused count) last sent as an event
         self.client = self._make_client()
 
     # ----- client setup ----------------------------------------------------------------------------------------
@@ -280,18 +279,15 @@ class MqttPublisher:
                 self.on_delivered(delivered)
 
     def _report_outbox_alarm(self) -> None:
-        """An `outbox_alarm` event whenever the alarm turns on/off or more results were refused."""
-        state = (self.outbox.alarm(), self.outbox.refused)
-        if state == self._alarm_reported:
-            return
-        self._alarm_reported = state
-        fields = {"active": state[0], "refused": state[1], "depth": self.outbox.depth()}
-        fields |= {"bytes": self.outbox.size_bytes(), "max_bytes": self.outbox.max_bytes}
-        if state[0]:
-            log.warning("outbox alarm", **fields)
-        else:
-            log.info("outbox alarm cleared", **fields)
-        self.publish_event("outbox_alarm", **fields)
+        """An `outbox_alarm` event for each time the alarm turned on/off or more results were refused."""
+        for change in self.outbox.take_alarm_changes():
+            fields = {"active": change.active, "refused": change.refused, "depth": change.depth}
+            fields |= {"bytes": change.bytes, "max_bytes": self.outbox.max_bytes}
+            if change.active:
+                log.warning("outbox alarm", **fields)
+            else:
+                log.info("outbox alarm cleared", **fields)
+            self.publish_event("outbox_alarm", **fields)
 
     def _reject(self, seq: int, reason: str) -> None:
         self.stats.rejected += 1

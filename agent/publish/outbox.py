@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE delivered_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_delivered ON outbox (delivered_at, seq) WHERE delivered_at IS NOT NULL;
 """
+ALARM_CHANGES_KEPT = 64  # alarm changes waiting for the publisher (it takes them every 0.2 s)
 AGE_PRUNE_INTERVAL_S = 60.0  # how often the age limit is enforced (a byte overrun is pruned at once)
 
 PayloadBuilder = Callable[[int, str], "dict[str, Any] | bytes"]
@@ -82,6 +84,16 @@ class OutboxRow:
 
 
 @dataclass(frozen=True)
+class AlarmChange:
+    """The alarm state right after it changed: on or off, results `refused` since start, pending `depth` and `bytes`."""
+
+    active: bool
+    refused: int
+    depth: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class ReplaySlice:
     """What `Outbox.replayable` found in a seq range: delivered rows still kept, seqs still pending, seqs pruned."""
 
@@ -112,6 +124,9 @@ class Outbox:
         self._bytes, self._depth = self._totals("IS NULL")
         self._kept_bytes, self._kept = self._totals("IS NOT NULL")
         self._next_age_prune = 0.0
+        self._alarm_changes: deque[AlarmChange] = deque(maxlen=ALARM_CHANGES_KEPT)
+        self._alarm_noted = (False, 0)  # (active, refused) of the last change recorded
+        self._note_alarm()  # an outbox reopened past its alarm fraction reports that at once
 
     # ----- lifecycle -------------------------------------------------------------------------------------------
     @staticmethod
@@ -183,6 +198,7 @@ class Outbox:
                     self._insert(rows)
                 except OutboxError as exc:
                     return [exc] * len(entries)
+            self._note_alarm()
         return outcome
 
     @staticmethod
@@ -271,6 +287,7 @@ class Outbox:
             self._bytes, self._depth = self._bytes - moved, self._depth - marked
             self._kept_bytes, self._kept = self._kept_bytes + moved, self._kept + marked
             self._prune_over_budget()
+            self._note_alarm()
         return int(marked)
 
     def _begin_unsynced(self) -> None:
@@ -353,6 +370,30 @@ class Outbox:
     def alarm(self) -> bool:
         """True while the outbox holds more than `alarm_fraction` of its budget."""
         return self._bytes > self.alarm_fraction * self.max_bytes
+
+    def take_alarm_changes(self) -> list[AlarmChange]:
+        """The alarm changes since the last call, oldest first (the publisher reports each as an event)."""
+        with self._lock:
+            changes = list(self._alarm_changes)
+            self._alarm_changes.clear()
+        return changes
+
+    def _note_alarm(self) -> None:
+        """Record the alarm state if it changed (caller holds the lock, or is the constructor).
+
+        Recorded where the bytes change, not sampled by the publisher: results that arrive faster than its poll
+        would otherwise merge "past the alarm fraction" into "full", and the line would never see the warning that
+        came before the first refusal. Further refusals before anyone took the changes merge into one."""
+        state = (self.alarm(), self.refused)
+        if state == self._alarm_noted:
+            return
+        self._alarm_noted = state
+        change = AlarmChange(state[0], state[1], self._depth, self._bytes)
+        last = self._alarm_changes[-1] if self._alarm_changes else None
+        if last is not None and (last.active, last.refused > 0) == (change.active, change.refused > 0):
+            self._alarm_changes[-1] = change
+        else:
+            self._alarm_changes.append(change)
 
 
 def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:

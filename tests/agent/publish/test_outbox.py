@@ -96,6 +96,30 @@ def test_alarm_clears_when_acks_free_the_budget(tmp_path: Path) -> None:
     assert outbox.integrity_check() == "ok"
 
 
+def test_each_alarm_change_is_recorded_in_order_however_fast_results_arrive(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=1000, alarm_fraction=0.5)
+    for _ in range(3):  # nobody takes the changes in between: the warning must not merge into "full"
+        with pytest.raises(OutboxFull):
+            while True:
+                outbox.append("t", payload)
+    changes = outbox.take_alarm_changes()
+    assert [(c.active, c.refused) for c in changes] == [(True, 0), (True, 3)]  # the refusals merge into one
+    assert changes[0].depth < changes[1].depth == outbox.depth()  # the warning came with room still left
+    outbox.ack(r.seq for r in outbox.pending(limit=100))
+    assert [(c.active, c.refused, c.depth) for c in outbox.take_alarm_changes()] == [(False, 3, 0)]
+    assert outbox.take_alarm_changes() == []
+
+
+def test_an_outbox_reopened_past_its_alarm_fraction_reports_the_alarm(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    first = Outbox(path, max_bytes=1000, alarm_fraction=0.5)
+    while not first.alarm():
+        first.append("t", payload)
+    first.close()
+    changes = Outbox(path, max_bytes=1000, alarm_fraction=0.5).take_alarm_changes()
+    assert [(c.active, c.refused, c.depth) for c in changes] == [(True, 0, first.depth())]
+
+
 def test_unreadable_database_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
     path.write_bytes(b"this is not sqlite" * 100)
