@@ -40,12 +40,13 @@ sparkplug-host: $(STAMP)
 	$(BIN)/python -m tests.fixtures.sparkplug_host
 
 # pytest in two workers (pytest-xdist): much of the suite waits on brokers, daemons and browsers; each test file stays
-# on one worker (--dist loadfile), so its module fixtures are built once.
+# on one worker (--dist loadfile), so its module fixtures are built once; files go out in collection order, which puts
+# the long ones first (tests/conftest.py), so that the short ones even out the end.
 test: $(STAMP)
 	$(BIN)/ruff check agent finetune calibration tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not faults"

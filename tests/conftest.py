@@ -78,3 +78,13 @@ def run_temp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This run's temp root: the folder above the workers' own under pytest-xdist, else the session's own."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with slow or fault-injection tests run first, each file's tests in their own order.
+
+    `make test` hands whole files to its two workers in collection order (`--dist loadfile --no-loadscope-reorder`):
+    with the long files first, the short ones fill in at the end and both workers finish together, instead of one
+    worker running a single long file (twenty SIGKILLs, a full-size ONNX export) alone after the other is done."""
+    heavy = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("faults")}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: the order within each group is kept
