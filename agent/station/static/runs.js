@@ -130,20 +130,23 @@ function signed(value) {
   return typeof value === "number" ? `${value >= 0 ? "+" : ""}${value.toFixed(3)}` : "–";
 }
 
-function runSummary(report) {  // what was trained on and what judged it
+function runSummary(report) {  // what was trained on and what judged it; a run that stopped early says so
   const data = report.data || {};
+  const steps = report.training?.steps;
   const parts = [];
-  if (data.training_frames !== undefined || report.training?.steps !== undefined) {
+  if (data.training_frames !== undefined || steps !== undefined) {
+    const frames = `${data.training_frames ?? data.labelled_frames ?? 0} verified frames`;
     const replay = data.replay_frames ? ` + ${data.replay_frames} replay` : "";
     const loss = typeof report.training?.final_loss === "number" ? `, final loss ${num(report.training.final_loss, 4)}` : "";
-    parts.push(`Trained on ${data.training_frames ?? data.labelled_frames ?? 0} verified frames${replay}, `
-      + `${report.training?.steps ?? 0} steps${loss}`);
+    parts.push(steps === undefined ? `Not trained: the run stopped before training (${frames} were ready)`
+      : `Trained on ${frames}${replay}, ${steps} steps${loss}`);
   }
   const golden = data.golden;
   if (golden) {
     const boxes = Object.entries(golden.boxes || {}).map(([name, n]) => `${name} ${n}`).join(", ");
     const backend = report.evaluation?.backend ? ` on the ${report.evaluation.backend} backend` : "";
-    parts.push(`judged on ${golden.frames} golden frames (boxes: ${boxes})${backend}`);
+    parts.push(report.evaluation ? `judged on ${golden.frames} golden frames (boxes: ${boxes})${backend}`
+      : `not judged: ${golden.frames} golden frames (boxes: ${boxes})`);
   }
   return parts.join(" · ");
 }

@@ -2,7 +2,7 @@
 report.json exactly as agent/runs.py says a run does, with a PEFT-shaped candidate adapter and a few PNG plots, in a
 second or two and without any model. SIGTERM ends it "cancelled" like the real run.
 
-    python fake_run.py RUNS_DIR RUN_ID [pass|reject|crash|hang] [STEPS] [STEP_S]
+    python fake_run.py RUNS_DIR RUN_ID [pass|reject|crash|hang|too_small] [STEPS] [STEP_S]
 
 On "pass" it stores the candidate in {RUNS_DIR}/../models without promoting it, like the real run started by the station
 (`--no-promote`, outcome "passed"; the store needs a base).
@@ -133,6 +133,20 @@ def write_report(run_dir: Path, passed: bool, candidate: str | None = None) -> d
     return report
 
 
+def write_too_small_report(run_dir: Path) -> dict[str, Any]:
+    """A run that stopped at its snapshot: the golden set cannot judge a model (calibration/run.py, `_snapshot`)."""
+    golden = {"frames": 2, "queue_frames": 2, "external": None, "external_frames": 0,
+              "boxes": {"scratch": 2, "hole": 0, "stain": 1}, "min_per_class": 3}
+    report = {"run_id": run_dir.name, "outcome": "golden_too_small",
+              "reason": "golden set too small: at least 3 box(es) per class needed, short: scratch 2, hole 0, stain 1 "
+                        "(2 verified golden queue frame(s)); review more frames of those classes and mark some golden "
+                        "in the station, or lower recalibration.min_golden_per_class",
+              "current": None, "candidate": None,
+              "data": {"training_frames": 9, "labelled_frames": 9, "golden": golden}}
+    (run_dir / REPORT_FILE).write_text(json.dumps(report))
+    return report
+
+
 def promote(run_dir: Path) -> str:
     """What the real run started by the station does when the gate passes: store the candidate, not current yet
     (`--no-promote`: the station's Promote makes it current and reloads the daemon)."""
@@ -160,6 +174,11 @@ def main(runs_dir: Path, run_id: str, scenario: str = "pass", steps: int = 5, st
     if scenario == "crash":
         print("Traceback: something broke in evaluate", flush=True)
         return 1
+    if scenario == "too_small":
+        write_too_small_report(run_dir)
+        progress.stage, progress.state = "report", "finished"
+        write_progress(run_dir, progress)
+        return 0
     progress.stage = "evaluate"
     write_progress(run_dir, progress)
     passed = scenario == "pass"

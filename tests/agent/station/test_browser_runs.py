@@ -192,6 +192,20 @@ def cancel_a_run(page: Page, served: Served) -> None:
     assert served.store.current() == "v0001"
 
 
+def a_run_that_stopped_before_training(page: Page, served: Served) -> None:
+    """The golden set was too small: the page says nothing was trained or judged, and offers nothing to promote."""
+    served.control.command = fake_command(served.runs_dir, "too_small", steps=1, step_s=0.1)
+    page.click("#start-run")
+    page.wait_for_selector('body[data-outcome="golden_too_small"]', timeout=15000)
+    expect(page.locator("#run-summary")).to_have_text(
+        "Not trained: the run stopped before training (9 verified frames were ready) · "
+        "not judged: 2 golden frames (boxes: scratch 2, hole 0, stain 1)")
+    expect(page.locator("#gate-decision")).to_have_text("The run did not reach the gate.")
+    expect(page.locator("#promote")).to_be_hidden()
+    expect(page.locator("#outcome")).to_contain_text("golden too small")
+    assert served.store.current() == "v0001"
+
+
 def test_recalibrate_promote_override_and_roll_back_from_the_page(served: Served, tmp_path: Path) -> None:
     shots = Path(os.environ.get("STATION_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
@@ -205,6 +219,7 @@ def test_recalibrate_promote_override_and_roll_back_from_the_page(served: Served
         override_a_rejected_run(page, served)
         roll_back(page, served)
         cancel_a_run(page, served)
+        a_run_that_stopped_before_training(page, served)
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
         page.set_viewport_size({"width": 390, "height": 844})
         page.wait_for_timeout(300)
