@@ -89,8 +89,8 @@ def train_config(cfg: RecalibrationConfig, options: RunOptions) -> TrainConfig:
     from finetune.train.config import AugmentSettings, TrainConfig
 
     minutes = options.max_minutes or cfg.max_minutes
-    base = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-            "max_seconds": minutes * 60, "max_memory_mb": cfg.max_memory_mb, "eval_map": False,
+    base = {"epochs": cfg.epochs, "min_steps": cfg.min_steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "seed": cfg.seed, "max_seconds": minutes * 60, "max_memory_mb": cfg.max_memory_mb, "eval_map": False,
             "lora": LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, vision=cfg.lora_vision,
                                  whole=tuple(cfg.lora_whole)),
             "augment": AugmentSettings() if cfg.augment else None, "hard_fraction": cfg.hard_examples,

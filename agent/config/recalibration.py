@@ -52,6 +52,12 @@ class RecalibrationConfig(BaseModel):
         default=None, gt=0, description="Stop training above this peak memory (GPU: allocated; CPU: resident)"
     )
     epochs: int = Field(default=3, ge=1, le=1000, description="Training epochs over the snapshot")
+    min_steps: int = Field(
+        default=0, ge=0, le=100000, description="Train at least this many steps however few frames were verified "
+        "(more epochs over a small snapshot); 0: epochs alone decide. At epochs 24 and batch 16, 100 labels + 100 "
+        "replay train 312 steps and 200 + 200 train 600: the fewer labels, the less the model moves "
+        "(docs/training.md, 'Active learning under drift')"
+    )
     batch_size: int = Field(default=4, ge=1, le=256, description="Training batch size")
     lr: float = Field(default=1e-4, gt=0, le=1, description="Learning rate of the LoRA weights")
     lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank of a first adapter (later runs keep theirs)")

@@ -54,7 +54,8 @@ class TrainConfig:
     """Hyper-parameters and budgets of one LoRA run (defaults suit a few hundred frames on a Jetson/RTX box)."""
 
     epochs: int = 3
-    max_steps: int | None = None  # overrides epochs when given
+    max_steps: int | None = None  # overrides epochs (and min_steps) when given
+    min_steps: int = 0  # at least this many steps, however few epochs' worth the data gives
     batch_size: int = 4
     lr: float = 2e-4
     vision_lr_scale: float = 0.1  # vision-tower LoRA learns slower (stage 2 of staged unfreezing)
@@ -86,7 +87,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
                   "checkpoint_every": self.checkpoint_every >= 1, "warmup_steps": self.warmup_steps >= 0,
-                  "max_steps": self.max_steps is None or self.max_steps >= 1, "log_every": self.log_every >= 1}
+                  "max_steps": self.max_steps is None or self.max_steps >= 1, "log_every": self.log_every >= 1,
+                  "min_steps": self.min_steps >= 0}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise TrainError(f"{bad[0]}={getattr(self, bad[0])!r} is out of range")

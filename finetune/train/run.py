@@ -51,7 +51,7 @@ class _Plan:
 
 def plan(n_samples: int, config: TrainConfig) -> _Plan:
     per_epoch = math.ceil(n_samples / config.batch_size)
-    steps = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
+    steps = config.max_steps if config.max_steps is not None else max(config.epochs * per_epoch, config.min_steps)
     return _Plan(steps, per_epoch, math.ceil(steps / per_epoch))
 
 

@@ -102,13 +102,13 @@ def test_the_training_recipe_flows_from_the_config_and_a_runs_overrides_win() ->
     default = train_config(RecalibrationConfig(), RunOptions())
     assert default.augment is None and default.hard_fraction == 0.0 and default.schedule == "cosine"
     assert default.lora.vision is False  # a first adapter adapts the text side only unless the config says so
-    assert default.loc_sigma == 0.0
+    assert default.loc_sigma == 0.0 and default.min_steps == 0
     cfg = RecalibrationConfig(augment=True, hard_examples=0.2, schedule="three-stage", lr=3e-4, lora_vision=True,
-                              loc_sigma=1.5, lora_whole=["vision_tower"])
+                              loc_sigma=1.5, lora_whole=["vision_tower"], min_steps=600)
     config = train_config(cfg, RunOptions())
     assert config.augment == AugmentSettings() and config.hard_fraction == 0.2 and config.schedule == "three-stage"
     assert config.lora.vision is True and config.loc_sigma == 1.5 and config.lora.whole == ("vision_tower",)
-    assert default.lora.whole == ()
+    assert default.lora.whole == () and config.min_steps == 600
     assert config.lr == 3e-4 and config.eval_map is False
     assert train_config(cfg, RunOptions(train_overrides={"schedule": "cosine"})).schedule == "cosine"
 

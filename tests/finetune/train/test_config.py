@@ -12,6 +12,8 @@ def test_bad_settings_name_the_value() -> None:
         TrainConfig(batch_size=0)
     with pytest.raises(TrainError, match="<CAPTION>"):
         TrainConfig(tasks=("<CAPTION>",))
+    with pytest.raises(TrainError, match="min_steps=-1"):
+        TrainConfig(min_steps=-1)
 
 
 def test_unknown_precision_is_refused() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from finetune.train.run import train_lora
+from finetune.train.run import plan, train_lora
 from tests.finetune.lora_helpers import FAST_LORA, boxes_found, frames, localising_base, write_set
 
 
@@ -115,3 +115,14 @@ def test_a_resumed_three_stage_run_with_the_recipe_on_follows_the_uninterrupted_
     assert resumed.resumed_from == 3
     assert [h["lr"] for h in resumed.history[3:]] == pytest.approx([h["lr"] for h in whole.history[3:]])
     assert [h["loss"] for h in resumed.history[3:]] == pytest.approx([h["loss"] for h in whole.history[3:]], rel=1e-4)
+
+
+def test_a_small_snapshot_trains_min_steps_in_more_epochs_and_max_steps_still_caps() -> None:
+    from finetune.train.config import TrainConfig
+
+    by_epochs = plan(200, TrainConfig(epochs=24, batch_size=16))
+    assert (by_epochs.steps, by_epochs.epochs) == (312, 24)
+    stretched = plan(200, TrainConfig(epochs=24, batch_size=16, min_steps=600))
+    assert (stretched.steps, stretched.per_epoch, stretched.epochs) == (600, 13, 47)
+    assert plan(400, TrainConfig(epochs=24, batch_size=16, min_steps=300)).steps == 600  # epochs give more already
+    assert plan(200, TrainConfig(epochs=24, batch_size=16, min_steps=600, max_steps=50)).steps == 50
