@@ -19,6 +19,7 @@ from tests.faults.helpers import (
     log_times,
     max_seq,
     metric,
+    replay_what_the_broker_lost,
     wait_for_more,
     wait_reconnected,
     wait_until,
@@ -54,11 +55,12 @@ def test_ten_broker_kill_restart_cycles_during_a_10fps_stream_deliver_every_seq_
             recoveries.append(time.monotonic() - t0)
             assert resumed, f"cycle {cycle}: no result after seq {before} within 60 s\n{daemon.log_tail()}"
             time.sleep(1.0)
-        last = drain_and_check_every_seq(daemon, results, tmp_path / "state", f"{CYCLES} broker kills")
+        lost = replay_what_the_broker_lost(mosquitto, results)
+        last = drain_and_check_every_seq(daemon, results, tmp_path / "state", f"{CYCLES} broker kills", lost)
     finally:
         daemon.ensure_dead()
     print(f"\nbroker kills: {CYCLES} cycles, {last} results, first result {[round(r, 1) for r in recoveries]} s "
-          "after each restart")
+          f"after each restart; lost by the broker and replayed on request: {lost}")
     assert len(recoveries) == CYCLES and last > 10 * CYCLES, \
         f"{len(recoveries)} cycles, {last} results: too few to mean anything"
 
