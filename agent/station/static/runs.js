@@ -145,7 +145,8 @@ function runSummary(report) {  // what was trained on and what judged it; a run 
   if (golden) {
     const boxes = Object.entries(golden.boxes || {}).map(([name, n]) => `${name} ${n}`).join(", ");
     const backend = report.evaluation?.backend ? ` on the ${report.evaluation.backend} backend` : "";
-    parts.push(report.evaluation ? `judged on ${golden.frames} golden frames (boxes: ${boxes})${backend}`
+    const judged = Object.keys(report.evaluation || {}).length > 0;  // a run that stopped early writes {}
+    parts.push(judged ? `judged on ${golden.frames} golden frames (boxes: ${boxes})${backend}`
       : `not judged: ${golden.frames} golden frames (boxes: ${boxes})`);
   }
   return parts.join(" · ");

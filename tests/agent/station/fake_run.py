@@ -142,7 +142,8 @@ def write_too_small_report(run_dir: Path) -> dict[str, Any]:
                         "(2 verified golden queue frame(s)); review more frames of those classes and mark some golden "
                         "in the station, or lower recalibration.min_golden_per_class",
               "current": None, "candidate": None,
-              "data": {"training_frames": 9, "labelled_frames": 9, "golden": golden}}
+              "data": {"training_frames": 9, "labelled_frames": 9, "golden": golden},
+              "training": {}, "evaluation": {}, "gate": {}}  # as calibration/report.py writes a run that stopped early
     (run_dir / REPORT_FILE).write_text(json.dumps(report))
     return report
 
