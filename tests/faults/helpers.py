@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
 
+from agent.control.replay import as_ranges
 from agent.statedir import StateDir
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.daemon import DaemonProcess, gap_report, send_command, unique_seqs
@@ -77,8 +78,9 @@ def drain_and_check_every_seq(daemon: DaemonProcess, results: Subscriber, state_
     figures = (f"{len(seqs)} unique of {len(results.payloads())} received, last allocated seq {last}, "
                f"{len(pending)} still in the outbox, missing {missing[:30]}, out of order {disorder[:20]}, "
                f"replayed {sorted(replayed)[:30]}; {context}")
-    expected = [seq for seq in range(1, delivered_upto + 1) if seq not in set(replayed)]
-    assert seqs == expected and set(replayed) <= again, \
+    asked_again = set(replayed)
+    expected = [seq for seq in range(1, delivered_upto + 1) if seq not in asked_again]
+    assert seqs == expected and asked_again <= again, \
         f"results lost, duplicated or out of order: {figures}\n{daemon.log_tail()}"
     return last
 
@@ -88,23 +90,12 @@ def replay_what_the_broker_lost(broker: Broker, results: Subscriber) -> list[int
     asked for again, and must come back flagged. Mosquitto SIGKILLed after its PUBACK but before its save loses
     those messages, which no client can prevent (docs/reliability.md); the daemon still holds them for replay."""
     missing, _ = gap_report(unique_seqs([p for p in results.payloads() if not p.get("replay")]))
-    for first, last in seq_ranges(missing):
+    for first, last in as_ranges(missing):
         reply = send_command(broker, "replay", json.dumps({"from_seq": first, "to_seq": last}).encode())
         assert reply["ok"] and reply["pruned"] == [] and reply["pending"] == [], reply
     came = results.wait_for(lambda p: set(missing) <= {x["seq"] for x in p if x.get("replay")}, timeout_s=30)
     assert set(missing) <= {x["seq"] for x in came if x.get("replay")}, f"asked again for {missing}, not all came"
     return missing
-
-
-def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
-    """[3, 4, 5, 9] -> [(3, 5), (9, 9)]."""
-    ranges: list[tuple[int, int]] = []
-    for seq in sorted(seqs):
-        if ranges and seq == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], seq)
-        else:
-            ranges.append((seq, seq))
-    return ranges
 
 
 def wait_reconnected(sub: Subscriber, connects_before: int, timeout_s: float) -> bool:
