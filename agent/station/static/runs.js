@@ -16,6 +16,8 @@ const runUrl = (id, tail = "") => `/api/runs/${encodeURIComponent(id)}${tail}`;
 
 // ----- formatting ---------------------------------------------------------------------------------------------------
 const num = (v, digits = 3) => (typeof v === "number" && Number.isFinite(v) ? v.toFixed(digits) : "–");
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+const judged = (report) => Object.keys(report.evaluation || {}).length > 0;  // a run that stopped early writes {}
 
 function delta(before, after) {
   const cell = document.createElement("td");
@@ -135,19 +137,20 @@ function runSummary(report) {  // what was trained on and what judged it; a run 
   const steps = report.training?.steps;
   const parts = [];
   if (data.training_frames !== undefined || steps !== undefined) {
-    const frames = `${data.training_frames ?? data.labelled_frames ?? 0} verified frames`;
+    const verified = data.training_frames ?? data.labelled_frames ?? 0;
+    const frames = plural(verified, "verified frame");
     const replay = data.replay_frames ? ` + ${data.replay_frames} replay` : "";
     const loss = typeof report.training?.final_loss === "number" ? `, final loss ${num(report.training.final_loss, 4)}` : "";
-    parts.push(steps === undefined ? `Not trained: the run stopped before training (${frames} were ready)`
+    const ready = `${frames} ${verified === 1 ? "was" : "were"} ready`;
+    parts.push(steps === undefined ? `Not trained: the run stopped before training (${ready})`
       : `Trained on ${frames}${replay}, ${steps} steps${loss}`);
   }
   const golden = data.golden;
   if (golden) {
     const boxes = Object.entries(golden.boxes || {}).map(([name, n]) => `${name} ${n}`).join(", ");
     const backend = report.evaluation?.backend ? ` on the ${report.evaluation.backend} backend` : "";
-    const judged = Object.keys(report.evaluation || {}).length > 0;  // a run that stopped early writes {}
-    parts.push(judged ? `judged on ${golden.frames} golden frames (boxes: ${boxes})${backend}`
-      : `not judged: ${golden.frames} golden frames (boxes: ${boxes})`);
+    const on = `${plural(golden.frames, "golden frame")} (boxes: ${boxes})`;
+    parts.push(judged(report) ? `judged on ${on}${backend}` : `not judged: ${on}`);
   }
   return parts.join(" · ");
 }
@@ -179,7 +182,8 @@ function renderPlots(runId, report) {
     el("a", { href: imageUrl(runId, path), target: "_blank", rel: "noopener", title: "Open full size" },
       el("img", { src: imageUrl(runId, path), alt: plotLabel(key), loading: "lazy" })),
     el("figcaption", { textContent: plotLabel(key) })));
-  $("plots").replaceChildren(...(figures.length ? figures : [el("p", { className: "none", textContent: "No plots in this report." })]));
+  const none = judged(report) ? "No plots in this report." : "No plots: the run stopped before it evaluated anything.";
+  $("plots").replaceChildren(...(figures.length ? figures : [el("p", { className: "none", textContent: none })]));
 }
 
 function verdictTag(verdict) {
@@ -214,8 +218,9 @@ function renderChanged(runId, report) {
   $("changed-summary").textContent = verdicts.frames === undefined ? "" : `${verdicts.changed} of ${verdicts.frames} `
     + `golden frames change verdict: ${verdicts.fixed} fixed, ${verdicts.broken} broken.`;
   const figures = frames.map((frame) => changedFigure(runId, frame));
-  $("changed").replaceChildren(...(figures.length ? figures
-    : [el("p", { className: "none", textContent: "No frame changed its verdict." })]));
+  const none = judged(report) ? "No frame changed its verdict."
+    : "No verdicts: the run stopped before it judged the golden frames.";
+  $("changed").replaceChildren(...(figures.length ? figures : [el("p", { className: "none", textContent: none })]));
 }
 
 function renderDecision(detail) {

@@ -201,6 +201,8 @@ def a_run_that_stopped_before_training(page: Page, served: Served) -> None:
         "Not trained: the run stopped before training (9 verified frames were ready) · "
         "not judged: 2 golden frames (boxes: scratch 2, hole 0, stain 1)")
     expect(page.locator("#gate-decision")).to_have_text("The run did not reach the gate.")
+    expect(page.locator("#plots")).to_have_text("No plots: the run stopped before it evaluated anything.")
+    expect(page.locator("#changed")).to_have_text("No verdicts: the run stopped before it judged the golden frames.")
     expect(page.locator("#promote")).to_be_hidden()
     expect(page.locator("#outcome")).to_contain_text("golden too small")
     assert served.store.current() == "v0001"
