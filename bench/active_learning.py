@@ -48,11 +48,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.active_learning_plot import plot_grid
 from bench.active_learning_scenario import DRIFT, SEEDS, Scenario, Sizes
 
 RESULTS = Path(__file__).parent / "results"
 GOAL = {"labels_at_most": 100, "random_budget": 200, "max_forgetting": 0.02}
+GAP_CONFIDENCE, GAP_RESAMPLES = 0.9, 10_000
 QUICK = {"pool": 60, "held_out": 20, "golden": 9, "replay": 10, "budgets": [5], "seeds": [0], "steps": 4}
 
 
@@ -122,7 +125,8 @@ class Grid:
     def add(self, point: dict[str, Any]) -> None:
         self.result["points"].append(point)
         self.result["summary"] = summarise(self.result["points"])
-        self.result["goal_check"] = check_goal(self.result["summary"], self.result.get("baseline"))
+        self.result["goal_check"] = check_goal(self.result["summary"], self.result.get("baseline"),
+                                               self.result["points"])
         self.result["seconds"] = round(time.perf_counter() - self.started, 1)
         self.save()
         plot_grid(self.result, self.args.out.with_suffix(".png"))
@@ -156,8 +160,10 @@ def summarise(points: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any
                        for budget, cell in budgets.items()} for strategy, budgets in summary.items()}
 
 
-def check_goal(summary: dict[str, Any], baseline: dict[str, float] | None) -> dict[str, Any]:
-    """Fewest labels with which the band sampler's mean drifted mAP50 reaches random's at 200, and its forgetting."""
+def check_goal(summary: dict[str, Any], baseline: dict[str, float] | None,
+               points: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fewest labels with which the band sampler's mean drifted mAP50 reaches random's at 200, and its forgetting;
+    with the points, also the gap at the goal's label count and how sure the seeds make it (`gap_interval`)."""
     target = summary.get("random", {}).get(str(GOAL["random_budget"]), {}).get("drifted", {}).get("mean")
     band = summary.get("threshold-band", {})
     if target is None or baseline is None or not band:
@@ -167,8 +173,33 @@ def check_goal(summary: dict[str, Any], baseline: dict[str, float] | None) -> di
     forgetting = None if labels is None else round(baseline["original"] - band[str(labels)]["original"]["mean"], 4)
     met = labels is not None and labels <= GOAL["labels_at_most"] and forgetting is not None \
         and forgetting <= GOAL["max_forgetting"]
-    return {"decided": True, "random_200_drifted": target, "band_labels_to_reach": labels,
+    goal = {"decided": True, "random_200_drifted": target, "band_labels_to_reach": labels,
             "band_forgetting_there": forgetting, "met": met}
+    return {**goal, **gap_at_goal(points or [])}
+
+
+def gap_at_goal(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Band at the goal's labels minus random at 200 (drifted mAP50 means), with a bootstrap interval over seeds:
+    an interval that holds 0 says the seeds cannot tell the two apart."""
+    band = drifted_values(points, "threshold-band", GOAL["labels_at_most"])
+    random = drifted_values(points, "random", GOAL["random_budget"])
+    if not band or not random:
+        return {}
+    gap = round(statistics.fmean(band) - statistics.fmean(random), 4)
+    if min(len(band), len(random)) < 2:
+        return {"gap": gap}
+    rng = np.random.default_rng(0)
+    resampled = [rng.choice(values, (GAP_RESAMPLES, len(values))).mean(1) for values in (band, random)]
+    draws = resampled[0] - resampled[1]
+    low, high = np.quantile(draws, [(1 - GAP_CONFIDENCE) / 2, (1 + GAP_CONFIDENCE) / 2])
+    return {"gap": gap, "gap_interval": {"low": round(float(low), 4), "high": round(float(high), 4),
+                                         "confidence": GAP_CONFIDENCE, "resamples": GAP_RESAMPLES,
+                                         "seeds": {"band": len(band), "random": len(random)}}}
+
+
+def drifted_values(points: list[dict[str, Any]], strategy: str, budget: int) -> list[float]:
+    return [p["map50"]["drifted"] for p in points if p["strategy"] == strategy and p["budget"] == budget
+            and "map50" in p]
 
 
 def run_grid(args: argparse.Namespace, scenario: Scenario) -> Grid:

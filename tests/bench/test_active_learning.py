@@ -76,3 +76,27 @@ def test_a_recalibration_setting_without_a_value_is_refused(capsys: pytest.Captu
     with pytest.raises(SystemExit):
         parse_args(["--recalibration", "lora_vision"])
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_the_goal_check_says_the_gap_at_100_labels_and_how_sure_the_seeds_make_it() -> None:
+    points = [*(point("random", 200, s, v, 0.80) for s, v in enumerate([0.70, 0.72, 0.74])),
+              *(point("threshold-band", 100, s, v, 0.80) for s, v in enumerate([0.69, 0.72, 0.72]))]
+    goal = check_goal(summarise(points), BASELINE, points)
+    assert goal["gap"] == pytest.approx(-0.01)
+    interval = goal["gap_interval"]
+    assert interval["low"] < goal["gap"] < interval["high"]
+    assert interval["low"] < 0 < interval["high"]  # three seeds this close cannot tell the two apart
+    assert interval["seeds"] == {"band": 3, "random": 3}
+
+
+def test_seeds_that_agree_give_an_interval_clear_of_zero() -> None:
+    points = [*(point("random", 200, s, v, 0.80) for s, v in enumerate([0.70, 0.701, 0.702])),
+              *(point("threshold-band", 100, s, v, 0.80) for s, v in enumerate([0.75, 0.751, 0.752]))]
+    interval = check_goal(summarise(points), BASELINE, points)["gap_interval"]
+    assert 0.048 <= interval["low"] <= interval["high"] <= 0.052
+
+
+def test_one_seed_gives_a_gap_without_an_interval() -> None:
+    points = [*grid(0.71, 0.79)[:1], point("threshold-band", 100, 0, 0.75, 0.80)]
+    goal = check_goal(summarise(points), BASELINE, points)
+    assert goal["gap"] == pytest.approx(0.05) and "gap_interval" not in goal
