@@ -12,6 +12,9 @@ at most `budget` distinct pool positions, deterministically for a seed:
 - `diverse-band`: uncertainty plus diversity. The `threshold-band` order gives a shortlist `SHORTLIST_FACTOR` times
   the budget; k-center greedy on cheap image features then picks frames far apart, starting from the most unsure
   one, so a budget is not spent on many frames of the same look.
+- `varied-band`: the daemon's other review order (`queue.review_order: unsure-varied`,
+  `agent.learn.uncertainty.unsure_and_varied_first`): the `threshold-band` order, re-ordered so each next frame is
+  the one least like those before it (frame hash) among the most unsure ones not yet taken.
 - `band-mass`: the band frames with the most doubt in total first: the sum over a frame's boxes of how far inside
   the band each lies (`band - margin`), so a frame with several unsure boxes (several labels for one review) comes
   before a frame with one; then as `threshold-band`.
@@ -29,9 +32,9 @@ import numpy.typing as npt
 from agent.detections import Detections
 from agent.learn.dedup import RecentEntries, RecentEntry, dhash
 from agent.learn.samplers import Candidate, ThresholdBandSampler
-from agent.learn.uncertainty import detections_box_margins, detections_margin
+from agent.learn.uncertainty import detections_box_margins, detections_margin, varied_order
 
-STRATEGIES: tuple[str, ...] = ("threshold-band", "random", "diverse-band", "band-mass")
+STRATEGIES: tuple[str, ...] = ("threshold-band", "random", "diverse-band", "band-mass", "varied-band")
 SHORTLIST_FACTOR = 3
 _CAMERA = "pool"  # one camera: the dedup check compares every pool frame with every earlier pick
 _THUMBNAIL = 8
@@ -83,6 +86,12 @@ def select_diverse_band(pool: Sequence[PoolFrame], budget: int, seed: int, setti
 
 def select_band_mass(pool: Sequence[PoolFrame], budget: int, seed: int, settings: SelectionSettings) -> list[int]:
     return review_order(pool, seed, settings, limit=budget, by_mass=True)
+
+
+def select_varied_band(pool: Sequence[PoolFrame], budget: int, seed: int, settings: SelectionSettings
+                       ) -> list[int]:
+    queued = review_order(pool, seed, settings, limit=len(pool))  # what the band would queue, most unsure first
+    return [queued[i] for i in varied_order([dhash(pool[i].image) for i in queued], budget)]
 
 
 def band_mass(detections: Detections, thresholds: Mapping[str, float], band: float) -> float:
@@ -138,5 +147,5 @@ def k_center_greedy(features: npt.NDArray[np.float32], count: int) -> list[int]:
 
 _SELECTORS: dict[str, Callable[[Sequence[PoolFrame], int, int, SelectionSettings], list[int]]] = {
     "threshold-band": select_band, "random": select_random, "diverse-band": select_diverse_band,
-    "band-mass": select_band_mass,
+    "band-mass": select_band_mass, "varied-band": select_varied_band,
 }

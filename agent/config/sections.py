@@ -295,6 +295,11 @@ class QueueConfig(_Section):
     samplers: list[Literal["threshold-band", "flagged-miss", "random"]] = Field(
         default=["threshold-band", "flagged-miss", "random"], description="Active samplers"
     )
+    review_order: Literal["unsure", "unsure-varied"] = Field(
+        default="unsure", description="Order of the station's review list: 'unsure' = most unsure first; "
+        "'unsure-varied' = still unsure first, but each next frame the least like those before it (frame hash) "
+        "among the most unsure, so the first N reviewed teach more (docs/training.md, active learning)"
+    )
     golden_fraction: float = Field(
         default=0.2, ge=0, le=1, description="Share of reviewed frames held out as the golden set that judges models "
         "(stable by frame hash; the station's golden toggle overrides it per frame)"

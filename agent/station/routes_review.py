@@ -3,8 +3,8 @@ its frame, saving a review, the golden toggle, the queue's summary, and "find th
 entry's frame with the served model (boxes to pre-draw as suggestions; nothing is stored). Every change is written to
 the audit log.
 
-Review order is most unsure first: smallest |score - class threshold| over the entry's boxes
-(`agent.learn.uncertainty`).
+Review order is most unsure first: smallest |score - class threshold| over the entry's boxes; with
+`queue.review_order: unsure-varied`, unsure first but varied (`agent.learn.uncertainty`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from agent.detector.base import DetectorError
 from agent.detector.tasks import GROUNDING, TaskError, TaskUnsupported, check_phrase
 from agent.learn.entry import QueueEntry, QueueError
 from agent.learn.queue import LearningQueue
-from agent.learn.uncertainty import most_unsure_first
+from agent.learn.uncertainty import review_order
 from agent.station.auth import Session
 from agent.station.grounding import GroundingBusy
 from agent.station.guards import StationContext, check_csrf, field_errors, require_technician, station
@@ -46,9 +46,14 @@ def queue_entry(entry_id: int, queue: LearningQueue = Depends(review_queue)) -> 
 @review.get("/entries")
 def entries(status: StatusFilter = Query(default="new"), limit: int = Query(default=500, ge=1, le=MAX_LIST),
             queue: LearningQueue = Depends(review_queue)) -> dict[str, Any]:
-    """Entries with `status` (default: not reviewed yet), most unsure first."""
-    chosen = most_unsure_first(queue.list(status=None if status == "all" else status))
-    return {"status": status, "total": len(chosen), "entries": [list_item(e) for e in chosen[:limit]]}
+    """Entries with `status` (default: not reviewed yet) in the queue's review order, most unsure first."""
+    every = queue.list()
+    listed = [e for e in every if status in ("all", e.status)]
+    shown = {e.id for e in listed}
+    reviewed = [e for e in every if e.verified and e.id not in shown]  # a varied order starts unlike these
+    chosen = review_order(queue.cfg.review_order)(listed, limit, reviewed)
+    return {"status": status, "total": len(listed), "order": queue.cfg.review_order,
+            "entries": [list_item(e) for e in chosen]}
 
 
 @review.get("/entries/{entry_id}")

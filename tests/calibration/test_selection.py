@@ -108,3 +108,11 @@ def test_k_center_greedy_never_repeats_identical_points() -> None:
 def test_an_unknown_strategy_is_named_in_the_error() -> None:
     with pytest.raises(ValueError, match="unknown strategy 'newest'"):
         select_frames("newest", MIXED_POOL, 5, seed=0, settings=SETTINGS)
+
+
+def test_varied_band_is_the_stations_varied_order_over_what_the_band_would_queue() -> None:
+    band = select_frames("threshold-band", MIXED_POOL, len(MIXED_POOL), seed=0, settings=SETTINGS)
+    varied = select_frames("varied-band", MIXED_POOL, 10, seed=0, settings=SETTINGS)
+    assert varied[0] == band[0]  # the most unsure frame first
+    assert set(varied) <= set(band[:4 * 10])  # never past the shortlist: 3 x (picks + 1) most unsure
+    assert varied != band[:10]  # and not simply the band's order: the frames' looks spread the picks

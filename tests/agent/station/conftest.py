@@ -66,10 +66,12 @@ def queue_frame(index: int) -> Frame:
     return Frame("cam0", index, datetime(2025, 1, 1, tzinfo=timezone.utc), image)
 
 
-def fill_queue(directory: Path, predictions: list[Detections], golden_fraction: float = 0.0) -> LearningQueue:
+def fill_queue(directory: Path, predictions: list[Detections], golden_fraction: float = 0.0,
+               review_order: str = "unsure") -> LearningQueue:
     """A learning queue holding one entry per `predictions` (ids 1, 2, ...), all `new`."""
     queue = LearningQueue(directory, QueueConfig(per_minute=1000, per_hour=1000, per_day=1000, band=0.5,
-                                                 dedup_max_distance=0, golden_fraction=golden_fraction))
+                                                 dedup_max_distance=0, golden_fraction=golden_fraction,
+                                                 review_order=review_order))
     for index, dets in enumerate(predictions):
         offered = queue.offer(queue_frame(index), dets, THRESHOLDS, flagged=True, model="tiny@1")
         assert offered.entry is not None and offered.entry.id == index + 1, offered.skipped

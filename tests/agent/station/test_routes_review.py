@@ -14,8 +14,9 @@ import pytest
 
 from agent.detector.tasks import GROUNDING, Region, TaskUnsupported, run_task_on
 from agent.learn.queue import LearningQueue
+from agent.learn.uncertainty import most_unsure_first, unsure_and_varied_first
 from agent.station.guards import MAX_BODY_BYTES
-from tests.agent.station.conftest import Station, make_station
+from tests.agent.station.conftest import Station, fill_queue, make_station, scratch_at
 
 
 def queue_of(station: Station) -> LearningQueue:
@@ -35,6 +36,24 @@ def test_the_queue_comes_most_unsure_first(reviewing: Station) -> None:
     assert reviewing.client.get("/api/review/entries?limit=1").json()["entries"][0]["id"] == 2
     bad = reviewing.client.get("/api/review/entries?status=done")
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "status"
+
+
+def test_the_queue_can_come_unsure_and_varied_starting_unlike_the_frames_reviewed(tmp_path: Path) -> None:
+    scores = [0.52, 0.51, 0.45, 0.6, 0.3, 0.55]
+    queue = fill_queue(tmp_path / "queue", [scratch_at(s) for s in scores], review_order="unsure-varied")
+    station = make_station(tmp_path, queue=queue)
+    with station.client:
+        station.login("tech")
+        body = station.client.get("/api/review/entries").json()
+        assert body["order"] == "unsure-varied" and body["total"] == 6
+        expected = [e.id for e in unsure_and_varied_first(queue.list(status="new"))]
+        assert [e["id"] for e in body["entries"]] == expected
+        assert expected != [e.id for e in most_unsure_first(queue.list(status="new"))]  # the order differs here
+        assert save(station, expected[0], {"action": "accept"}).status_code == 200
+        again = [e["id"] for e in station.client.get("/api/review/entries").json()["entries"]]
+        left, reviewed = queue.list(status="new"), [queue.get(expected[0])]
+        assert again == [e.id for e in unsure_and_varied_first(left, reviewed=reviewed)]
+    queue.close()
 
 
 def test_an_entry_shows_suggestions_labels_review_facts_and_golden(reviewing: Station) -> None:
