@@ -163,38 +163,46 @@ def summarise(points: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any
 def check_goal(summary: dict[str, Any], baseline: dict[str, float] | None,
                points: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Fewest labels with which the band sampler's mean drifted mAP50 reaches random's at 200, and its forgetting;
-    with the points, also the gap at the goal's label count and how sure the seeds make it (`gap_interval`)."""
+    with the points, also the gap at the goal's label count and how sure the seeds make it (`gap_interval`).
+    `by_strategy` says the same of every strategy but random (a variant the daemon could use instead)."""
     target = summary.get("random", {}).get(str(GOAL["random_budget"]), {}).get("drifted", {}).get("mean")
-    band = summary.get("threshold-band", {})
-    if target is None or baseline is None or not band:
+    if target is None or baseline is None or "threshold-band" not in summary:
         return {"decided": False, "why": "needs random at 200 labels, the band sampler and the baseline"}
-    reached = sorted(int(b) for b, cell in band.items() if cell["drifted"]["mean"] >= target)
+    judged = {strategy: strategy_goal(summary[strategy], target, baseline, points or [], strategy)
+              for strategy in summary if strategy != "random"}
+    band = judged["threshold-band"]
+    return {"decided": True, "random_200_drifted": target, "band_labels_to_reach": band["labels_to_reach"],
+            "band_forgetting_there": band["forgetting_there"], "met": band["met"],
+            **{k: band[k] for k in ("gap", "gap_interval") if k in band}, "by_strategy": judged}
+
+
+def strategy_goal(budgets: dict[str, Any], target: float, baseline: dict[str, float], points: list[dict[str, Any]],
+                  strategy: str) -> dict[str, Any]:
+    reached = sorted(int(b) for b, cell in budgets.items() if cell["drifted"]["mean"] >= target)
     labels = reached[0] if reached else None
-    forgetting = None if labels is None else round(baseline["original"] - band[str(labels)]["original"]["mean"], 4)
+    forgetting = None if labels is None else round(baseline["original"] - budgets[str(labels)]["original"]["mean"], 4)
     met = labels is not None and labels <= GOAL["labels_at_most"] and forgetting is not None \
         and forgetting <= GOAL["max_forgetting"]
-    goal = {"decided": True, "random_200_drifted": target, "band_labels_to_reach": labels,
-            "band_forgetting_there": forgetting, "met": met}
-    return {**goal, **gap_at_goal(points or [])}
+    return {"labels_to_reach": labels, "forgetting_there": forgetting, "met": met, **gap_at_goal(points, strategy)}
 
 
-def gap_at_goal(points: list[dict[str, Any]]) -> dict[str, Any]:
-    """Band at the goal's labels minus random at 200 (drifted mAP50 means), with a bootstrap interval over seeds:
-    an interval that holds 0 says the seeds cannot tell the two apart."""
-    band = drifted_values(points, "threshold-band", GOAL["labels_at_most"])
+def gap_at_goal(points: list[dict[str, Any]], strategy: str = "threshold-band") -> dict[str, Any]:
+    """`strategy` at the goal's labels minus random at 200 (drifted mAP50 means), with a bootstrap interval over
+    seeds: an interval that holds 0 says the seeds cannot tell the two apart."""
+    chosen = drifted_values(points, strategy, GOAL["labels_at_most"])
     random = drifted_values(points, "random", GOAL["random_budget"])
-    if not band or not random:
+    if not chosen or not random:
         return {}
-    gap = round(statistics.fmean(band) - statistics.fmean(random), 4)
-    if min(len(band), len(random)) < 2:
+    gap = round(statistics.fmean(chosen) - statistics.fmean(random), 4)
+    if min(len(chosen), len(random)) < 2:
         return {"gap": gap}
     rng = np.random.default_rng(0)
-    resampled = [rng.choice(values, (GAP_RESAMPLES, len(values))).mean(1) for values in (band, random)]
+    resampled = [rng.choice(values, (GAP_RESAMPLES, len(values))).mean(1) for values in (chosen, random)]
     draws = resampled[0] - resampled[1]
     low, high = np.quantile(draws, [(1 - GAP_CONFIDENCE) / 2, (1 + GAP_CONFIDENCE) / 2])
     return {"gap": gap, "gap_interval": {"low": round(float(low), 4), "high": round(float(high), 4),
                                          "confidence": GAP_CONFIDENCE, "resamples": GAP_RESAMPLES,
-                                         "seeds": {"band": len(band), "random": len(random)}}}
+                                         "seeds": {strategy: len(chosen), "random": len(random)}}}
 
 
 def drifted_values(points: list[dict[str, Any]], strategy: str, budget: int) -> list[float]:

@@ -86,7 +86,7 @@ def test_the_goal_check_says_the_gap_at_100_labels_and_how_sure_the_seeds_make_i
     interval = goal["gap_interval"]
     assert interval["low"] < goal["gap"] < interval["high"]
     assert interval["low"] < 0 < interval["high"]  # three seeds this close cannot tell the two apart
-    assert interval["seeds"] == {"band": 3, "random": 3}
+    assert interval["seeds"] == {"threshold-band": 3, "random": 3}
 
 
 def test_seeds_that_agree_give_an_interval_clear_of_zero() -> None:
@@ -100,3 +100,13 @@ def test_one_seed_gives_a_gap_without_an_interval() -> None:
     points = [*grid(0.71, 0.79)[:1], point("threshold-band", 100, 0, 0.75, 0.80)]
     goal = check_goal(summarise(points), BASELINE, points)
     assert goal["gap"] == pytest.approx(0.05) and "gap_interval" not in goal
+
+
+def test_every_strategy_but_random_is_judged_against_the_goal_too() -> None:
+    points = [*grid(0.60, 0.80), point("diverse-band", 100, 0, 0.73, 0.79), point("diverse-band", 100, 1, 0.74, 0.80),
+              point("band-mass", 100, 0, 0.70, 0.80)]
+    judged = check_goal(summarise(points), BASELINE, points)["by_strategy"]
+    assert set(judged) == {"threshold-band", "diverse-band", "band-mass"}
+    assert (judged["diverse-band"]["labels_to_reach"], judged["diverse-band"]["met"]) == (100, True)
+    assert judged["diverse-band"]["gap"] == pytest.approx(0.025)
+    assert (judged["band-mass"]["labels_to_reach"], judged["band-mass"]["met"]) == (None, False)
