@@ -49,7 +49,7 @@ def merge_runs(runs: Sequence[tuple[Path, dict[str, Any]]],
             points.append({**point, "source": index})
     summary = summarise(points)
     return {"scenario": first["scenario"], "baseline": first["baseline"], "goal": GOAL,
-            "settings": {"steps": merged_steps(runs)},
+            "settings": {"steps": merged_steps(runs, points)},
             "sources": [{"file": path.name, "settings": run["settings"], "node": run.get("node"),
                          "cells": sorted(f"{s}@{b}" for s, b in cells[i]) if cells and cells[i] else "all"}
                         for i, (path, run) in enumerate(runs)],
@@ -65,10 +65,10 @@ def check_same_measurement(first_path: Path, first: dict[str, Any], path: Path, 
             raise MergeError(f"{path}: its {key} {run[key]} differs from {first_path}'s {first[key]}")
 
 
-def merged_steps(runs: Sequence[tuple[Path, dict[str, Any]]]) -> str:
-    """The plot title's training length: the runs' own when they agree, else what each point trained."""
+def merged_steps(runs: Sequence[tuple[Path, dict[str, Any]]], points: list[dict[str, Any]]) -> str:
+    """The plot title's training length: the runs' own when they agree, else what the merged points trained."""
     steps = {str(run["settings"].get("steps")) for _, run in runs}
-    trained = sorted({point.get("train_steps") for _, run in runs for point in run.get("points", [])} - {None})
+    trained = sorted({point.get("train_steps") for point in points} - {None})
     return steps.pop() if len(steps) == 1 else "/".join(str(s) for s in trained) or "mixed"
 
 

@@ -27,6 +27,7 @@ def test_points_of_several_runs_are_summarised_and_goal_checked_together() -> No
     assert merged["summary"]["threshold-band"]["100"]["drifted"]["n"] == 2
     assert [p["source"] for p in merged["points"]] == [0, 0, 1, 1]
     assert [s["settings"]["steps"] for s in merged["sources"]] == ["recalibration.epochs", 600]
+    assert merged["settings"]["steps"] == "600"  # the plot's title: what the points trained, set either way
     assert merged["goal_check"]["random_200_drifted"] == pytest.approx(0.74)
     assert merged["goal_check"]["gap"] == pytest.approx(-0.01)
 
