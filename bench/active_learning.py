@@ -4,7 +4,8 @@ line changes, and how many?
 Scenario (`bench/active_learning_scenario.py`): the synthetic line gets a brighter lamp and smaller defects
 (`DRIFT`). The demo model scores a pool of drifted frames once; each strategy (`calibration/selection.py`:
 `threshold-band` = the daemon's own sampler with its review order and near-duplicate check, `random`,
-`diverse-band` = band shortlist + k-center diversity) picks a label budget of them for each seed. Each grid point is
+`diverse-band` = band shortlist + k-center diversity, `band-mass`, `varied-band` = the station's `unsure-varied`
+order) picks a label budget of them for each seed. Each grid point is
 an incremental recalibration from the demo model through `calibration.run.recalibrate` (queue -> verified labels ->
 snapshot -> replay of original frames -> LoRA training -> evaluate + gate on an external drifted golden set,
 `promote=False`), and the candidate adapter is scored (mAP50) on held-out drifted frames and held-out original
@@ -34,6 +35,8 @@ the pool 17 s: 36 points in 12.3 minutes; on busy cores it is hours: narrow it w
 
 Writes bench/results/active_learning.json (`--out`; re-written after every point, so a stopped run keeps its
 points) and the plot next to it (`.png`: mAP50 vs labels per strategy, mean and min-max spread over seeds).
+`goal_check` judges every strategy but random (`by_strategy`), with a bootstrap interval of its gap over seeds;
+runs made apart (more seeds later) merge into one grid with `python -m bench.active_learning_merge`.
 """
 
 from __future__ import annotations
