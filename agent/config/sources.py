@@ -80,4 +80,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), [f"top level must be a mapping of settings, got {type(data).__name__}"])
+    not_text = [key for key in data if not isinstance(key, str)]  # `1:` or a bare `?` (key null) in YAML
+    if not_text:
+        raise ConfigError(str(path), [f"top level: keys should be setting names (text), got {key!r}"
+                                      for key in not_text])
     return data

@@ -32,6 +32,8 @@ def test_secrets_come_from_the_credentials_directory(tmp_path: Path, monkeypatch
     [
         ("- just a list\n", "top level must be a mapping"),
         ("mqtt: {port: [\n", "not valid YAML"),
+        ("?\n", "top level: keys should be setting names (text), got None"),  # found by tests/fuzz
+        ("1: 2\n2.5: x\n", "top level: keys should be setting names (text), got 2.5"),  # every one listed
     ],
 )
 def test_invalid_files_are_refused_with_a_reason(tmp_path: Path, text: str, reason: str) -> None:
