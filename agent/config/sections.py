@@ -298,7 +298,8 @@ class QueueConfig(_Section):
     review_order: Literal["unsure", "unsure-varied"] = Field(
         default="unsure", description="Order of the station's review list: 'unsure' = most unsure first; "
         "'unsure-varied' = still unsure first, but each next frame the least like those before it (frame hash) "
-        "among the most unsure, so the first N reviewed teach more (docs/training.md, active learning)"
+        "among the most unsure, for queues that fill with runs of look-alike frames (on the bench's independent "
+        "frames it taught no more than 'unsure': docs/training.md, active learning)"
     )
     golden_fraction: float = Field(
         default=0.2, ge=0, le=1, description="Share of reviewed frames held out as the golden set that judges models "

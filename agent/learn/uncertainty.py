@@ -5,10 +5,11 @@ margin of a frame is the smallest margin over its boxes. A frame without boxes (
 part, or at random) has the margin of "every class scored 0": its lowest class threshold. Review order is smallest
 margin first, oldest first among equals.
 
-`unsure_and_varied_first` is the order that learns more per review (measured in docs/training.md, "Active learning
-under drift"): still unsure first, but each next frame is the one least like the frames before it (farthest by
-frame hash, `agent.learn.dedup.dhash`) among the `SHORTLIST_FACTOR` x as many most unsure frames not yet taken. So
-the first N frames of the list are a good set of N to label for any N, without a run of near-identical frames.
+`unsure_and_varied_first` (`queue.review_order: unsure-varied`) is for queues that fill with runs of look-alike
+frames: still unsure first, but each next frame is the one least like the frames before it (farthest by frame hash,
+`agent.learn.dedup.dhash`) among the `SHORTLIST_FACTOR` x as many most unsure frames not yet taken, so the first N
+of the list are not N of the same look, for any N. On the active-learning bench's pool of independent frames it
+taught the model no more than the plain order (docs/training.md, "Active learning under drift").
 """
 
 from __future__ import annotations
