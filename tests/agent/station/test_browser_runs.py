@@ -202,6 +202,8 @@ def a_run_that_stopped_before_training(page: Page, served: Served) -> None:
         "not judged: 2 golden frames (boxes: scratch 2, hole 0, stain 1)")
     expect(page.locator("#gate-decision")).to_have_text("The run did not reach the gate.")
     expect(page.locator("#plots")).to_have_text("No plots: the run stopped before it evaluated anything.")
+    box = page.locator("#plots .none").bounding_box()
+    assert box is not None and box["height"] < 30, box  # one line across the panel, not wrapped in a plot's cell
     expect(page.locator("#changed")).to_have_text("No verdicts: the run stopped before it judged the golden frames.")
     expect(page.locator("#promote")).to_be_hidden()
     expect(page.locator("#outcome")).to_contain_text("golden too small")
