@@ -211,6 +211,13 @@ class LearningQueue:
     def _entry(self, row: sqlite3.Row) -> QueueEntry:
         return index.entry_from_row(row, self.frames_dir, self.cfg.golden_fraction)
 
+    def reviewed_hashes(self, besides: EntryStatus | None = None) -> list[int]:
+        """Frame hashes of the entries a person reviewed, those with status `besides` left out."""
+        where, params = ("verified = 1", ()) if besides is None else ("verified = 1 AND status != ?", (besides,))
+        with self._lock:
+            rows = self._db.execute(f"SELECT dhash FROM entries WHERE {where}", params).fetchall()
+        return [int(row["dhash"], 16) for row in rows]
+
     def list(self, status: EntryStatus | None = None, camera: str | None = None,
              limit: int | None = None) -> list[QueueEntry]:
         """Entries oldest first, optionally filtered."""

@@ -56,12 +56,12 @@ def most_unsure_first(entries: Iterable[QueueEntry]) -> list[QueueEntry]:
 
 
 def unsure_and_varied_first(entries: Iterable[QueueEntry], limit: int | None = None,
-                            reviewed: Iterable[QueueEntry] = ()) -> list[QueueEntry]:
-    """The first `limit` (default all) entries in the unsure-and-varied review order (module doc); frames already
-    `reviewed` count as taken, so a list loaded again after some reviews still starts with frames unlike them."""
+                            reviewed: Sequence[int] = ()) -> list[QueueEntry]:
+    """The first `limit` (default all) entries in the unsure-and-varied review order (module doc); the frames
+    already reviewed (their hashes) count as taken, so a list loaded again after some reviews still starts with
+    frames unlike them."""
     ordered = most_unsure_first(entries)
-    hashes = [entry.dhash for entry in ordered]
-    return [ordered[i] for i in varied_order(hashes, limit, taken=[entry.dhash for entry in reviewed])]
+    return [ordered[i] for i in varied_order([entry.dhash for entry in ordered], limit, taken=reviewed)]
 
 
 def varied_order(hashes: Sequence[int], limit: int | None = None, shortlist_factor: int = SHORTLIST_FACTOR,
@@ -93,13 +93,17 @@ def hamming_to(packed: np.ndarray, other: int) -> np.ndarray:
     return _BITS_SET[differing].sum(axis=1)
 
 
-def review_order(name: str) -> Callable[[Iterable[QueueEntry], int | None, Iterable[QueueEntry]], list[QueueEntry]]:
+ReviewOrder = Callable[[Iterable[QueueEntry], int | None, Callable[[], Sequence[int]]], list[QueueEntry]]
+
+
+def review_order(name: str) -> ReviewOrder:
     """The review order `queue.review_order` names: (entries, limit, reviewed) -> the first `limit` (None: all)
-    entries to review, given the entries already reviewed."""
+    entries to review; `reviewed()` gives the hashes of the frames already reviewed, asked for only by an order that
+    uses them (it reads the queue's index)."""
     return _REVIEW_ORDERS[name]
 
 
-_REVIEW_ORDERS: dict[str, Callable[[Iterable[QueueEntry], int | None, Iterable[QueueEntry]], list[QueueEntry]]] = {
+_REVIEW_ORDERS: dict[str, ReviewOrder] = {
     "unsure": lambda entries, limit, reviewed: most_unsure_first(entries)[:limit],
-    "unsure-varied": unsure_and_varied_first,
+    "unsure-varied": lambda entries, limit, reviewed: unsure_and_varied_first(entries, limit, reviewed()),
 }

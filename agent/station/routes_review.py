@@ -47,10 +47,11 @@ def queue_entry(entry_id: int, queue: LearningQueue = Depends(review_queue)) -> 
 def entries(status: StatusFilter = Query(default="new"), limit: int = Query(default=500, ge=1, le=MAX_LIST),
             queue: LearningQueue = Depends(review_queue)) -> dict[str, Any]:
     """Entries with `status` (default: not reviewed yet) in the queue's review order, most unsure first."""
-    every = queue.list()
-    listed = [e for e in every if status in ("all", e.status)]
-    shown = {e.id for e in listed}
-    reviewed = [e for e in every if e.verified and e.id not in shown]  # a varied order starts unlike these
+    listed = queue.list(status=None if status == "all" else status)
+
+    def reviewed() -> list[int]:  # frames reviewed but not in this list: a varied order starts unlike them
+        return [] if status == "all" else queue.reviewed_hashes(besides=status)
+
     chosen = review_order(queue.cfg.review_order)(listed, limit, reviewed)
     return {"status": status, "total": len(listed), "order": queue.cfg.review_order,
             "entries": [list_item(e) for e in chosen]}

@@ -81,6 +81,8 @@ def test_queue_entries_come_unsure_and_varied() -> None:
     assert [e.id for e in most_unsure_first(entries)] == [3, 2, 4, 1]
     assert [e.id for e in unsure_and_varied_first(entries)] == [3, 4, 1, 2]
     assert [e.id for e in unsure_and_varied_first(entries, limit=2)] == [3, 4]
-    reviewed = [replace(entry_with(9), dhash=ALIKE)]
-    assert [e.id for e in review_order("unsure-varied")(entries, None, reviewed)] == [4, 1, 3, 2]
-    assert [e.id for e in review_order("unsure")(entries, 3, reviewed)] == [3, 2, 4]
+    assert [e.id for e in review_order("unsure-varied")(entries, None, lambda: [ALIKE])] == [4, 1, 3, 2]
+
+    def never_asked() -> list[int]:
+        raise AssertionError("the plain order must not read the reviewed frames")
+    assert [e.id for e in review_order("unsure")(entries, 3, never_asked)] == [3, 2, 4]

@@ -51,7 +51,9 @@ def test_the_queue_can_come_unsure_and_varied_starting_unlike_the_frames_reviewe
         assert expected != [e.id for e in most_unsure_first(queue.list(status="new"))]  # the order differs here
         assert save(station, expected[0], {"action": "accept"}).status_code == 200
         again = [e["id"] for e in station.client.get("/api/review/entries").json()["entries"]]
-        left, reviewed = queue.list(status="new"), [queue.get(expected[0])]
+        assert queue.reviewed_hashes(besides="new") == [queue.get(expected[0]).dhash]
+        assert queue.reviewed_hashes(besides="labelled") == []  # the one reviewed frame is in that list
+        left, reviewed = queue.list(status="new"), [queue.get(expected[0]).dhash]
         assert again == [e.id for e in unsure_and_varied_first(left, reviewed=reviewed)]
     queue.close()
 
